@@ -1,0 +1,523 @@
+//! [`Origin`]: the scheme, host and port a request goes to, normalised.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use http::Uri;
+
+/// The scheme of an [`Origin`]. Only the two schemes an HTTP client speaks are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// `http`: plain text, default port 80.
+    Http,
+    /// `https`: TLS, default port 443.
+    Https,
+}
+
+impl Scheme {
+    /// The port used when a URI names none (RFC 9110 §4.2).
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// The scheme as written in a URI, lower-case.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// Whether the scheme runs over TLS.
+    pub const fn is_secure(self) -> bool {
+        matches!(self, Scheme::Https)
+    }
+
+    fn parse(s: &str) -> Option<Scheme> {
+        if s.eq_ignore_ascii_case("http") {
+            Some(Scheme::Http)
+        } else if s.eq_ignore_ascii_case("https") {
+            Some(Scheme::Https)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a request goes: scheme, host and port, normalised so that two URIs naming the same
+/// server give equal origins (RFC 6454 §4).
+///
+/// The host is lower-cased, IPv6 addresses keep their brackets (`[::1]`), and the default
+/// port of the scheme is made explicit, so `HTTPS://Example.COM/a` and
+/// `https://example.com:443/b` are the same origin. It is the key for per-host circuit
+/// breakers, connection pools and credentials.
+///
+/// ```
+/// use flext_core::Origin;
+///
+/// let uri: http::Uri = "HTTPS://Example.COM/path?q=1".parse().unwrap();
+/// let origin = Origin::from_uri(&uri).unwrap();
+/// assert_eq!(origin.to_string(), "https://example.com:443");
+/// assert_eq!(origin, "https://example.com".parse::<Origin>().unwrap());
+///
+/// // A relative URI has no origin: a typed error, not a panic.
+/// let relative: http::Uri = "/just/a/path".parse().unwrap();
+/// assert!(Origin::from_uri(&relative).unwrap_err().is_missing_scheme());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    scheme: Scheme,
+    // Lower-case; IPv6 literals in brackets.
+    host: Box<str>,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute URI.
+    ///
+    /// # Errors
+    ///
+    /// A URI without a scheme or a host, with a scheme other than `http` or `https`, or with
+    /// an empty host.
+    pub fn from_uri(uri: &Uri) -> Result<Origin, OriginError> {
+        OriginRef::from_uri(uri).map(|r| r.to_origin())
+    }
+
+    /// Builds an origin from its parts. The host is lower-cased; an IPv6 literal gets
+    /// brackets if it has none.
+    ///
+    /// # Errors
+    ///
+    /// An empty host, or a host with characters that cannot appear in a URI authority.
+    pub fn new(scheme: Scheme, host: &str, port: u16) -> Result<Origin, OriginError> {
+        let host = host.trim();
+        if host.is_empty() {
+            return Err(OriginError::new(ErrorKind::MissingHost));
+        }
+        let bracketed;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            bracketed = format!("[{host}]");
+            bracketed.as_str()
+        } else {
+            host
+        };
+        // Let `http` check the host the same way it checks a URI.
+        let uri = Uri::builder()
+            .scheme(scheme.as_str())
+            .authority(format!("{host}:{port}"))
+            .path_and_query("/")
+            .build()
+            .map_err(|_| OriginError::new(ErrorKind::InvalidHost))?;
+        Origin::from_uri(&uri)
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The host, lower-case; an IPv6 literal keeps its brackets (`[::1]`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, explicit even when it is the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the host is a loopback name or address: `localhost` (and names under
+    /// `.localhost`, RFC 6761), `127.0.0.0/8` or `[::1]`.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host();
+        if host == "localhost" || host.ends_with(".localhost") {
+            return true;
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// The host and port as written in an authority (`example.com:443`, `[::1]:8080`).
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// A borrowed view of this origin, for comparisons with [`OriginRef`]s.
+    pub fn as_ref(&self) -> OriginRef<'_> {
+        OriginRef {
+            scheme: self.scheme,
+            host: &self.host,
+            port: self.port,
+        }
+    }
+}
+
+impl Hash for Origin {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Origin({self})")
+    }
+}
+
+impl FromStr for Origin {
+    type Err = OriginError;
+
+    /// Parses `scheme://host[:port]`, with an optional trailing `/`. A path, query or
+    /// user-info is an error: an origin has none.
+    fn from_str(s: &str) -> Result<Origin, OriginError> {
+        let uri: Uri = s
+            .parse()
+            .map_err(|_| OriginError::new(ErrorKind::InvalidUri))?;
+        if let Some(pq) = uri.path_and_query()
+            && (pq.as_str() != "/" && !pq.as_str().is_empty())
+        {
+            return Err(OriginError::new(ErrorKind::HasPath));
+        }
+        Origin::from_uri(&uri)
+    }
+}
+
+impl TryFrom<&Uri> for Origin {
+    type Error = OriginError;
+
+    fn try_from(uri: &Uri) -> Result<Origin, OriginError> {
+        Origin::from_uri(uri)
+    }
+}
+
+/// A borrowed [`Origin`], read from a URI without allocating when its host is already
+/// lower-case (the common case).
+///
+/// It hashes and compares like the `Origin` it stands for, so a map keyed by `Origin` can be
+/// probed with it on a hot path and an owned key made only for a new entry.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginRef<'a> {
+    scheme: Scheme,
+    host: &'a str,
+    port: u16,
+}
+
+impl<'a> OriginRef<'a> {
+    /// Reads the origin of an absolute URI.
+    ///
+    /// # Errors
+    ///
+    /// As [`Origin::from_uri`].
+    pub fn from_uri(uri: &'a Uri) -> Result<OriginRef<'a>, OriginError> {
+        let scheme = uri
+            .scheme_str()
+            .ok_or(OriginError::new(ErrorKind::MissingScheme))?;
+        let scheme = Scheme::parse(scheme).ok_or(OriginError::new(ErrorKind::UnsupportedScheme))?;
+        let host = uri.host().ok_or(OriginError::new(ErrorKind::MissingHost))?;
+        if host.is_empty() || host == "[]" {
+            return Err(OriginError::new(ErrorKind::MissingHost));
+        }
+        // User-info (`user:pass@`) is not part of an origin; `host()` already leaves it out.
+        let port = uri.port_u16().unwrap_or(scheme.default_port());
+        Ok(OriginRef { scheme, host, port })
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The port, explicit even when it is the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The host as written in the URI (it may have upper-case letters; comparisons ignore
+    /// case).
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The owned origin. Allocates the host.
+    pub fn to_origin(&self) -> Origin {
+        Origin {
+            scheme: self.scheme,
+            host: self.host.to_ascii_lowercase().into_boxed_str(),
+            port: self.port,
+        }
+    }
+}
+
+impl Hash for OriginRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.scheme.hash(state);
+        // Hash the lower-cased host without allocating: feed it in small stack chunks.
+        let mut buf = [0u8; 32];
+        for chunk in self.host.as_bytes().chunks(buf.len()) {
+            let out = &mut buf[..chunk.len()];
+            out.copy_from_slice(chunk);
+            out.make_ascii_lowercase();
+            state.write(out);
+        }
+        state.write_u8(0xff);
+        self.port.hash(state);
+    }
+}
+
+impl PartialEq for OriginRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.scheme == other.scheme
+            && self.port == other.port
+            && self.host.eq_ignore_ascii_case(other.host)
+    }
+}
+
+impl Eq for OriginRef<'_> {}
+
+impl PartialEq<Origin> for OriginRef<'_> {
+    fn eq(&self, other: &Origin) -> bool {
+        *self == other.as_ref()
+    }
+}
+
+impl PartialEq<OriginRef<'_>> for Origin {
+    fn eq(&self, other: &OriginRef<'_>) -> bool {
+        self.as_ref() == *other
+    }
+}
+
+/// Why a URI has no [`Origin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginError {
+    kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    MissingScheme,
+    UnsupportedScheme,
+    MissingHost,
+    InvalidHost,
+    InvalidUri,
+    HasPath,
+}
+
+impl OriginError {
+    const fn new(kind: ErrorKind) -> OriginError {
+        OriginError { kind }
+    }
+
+    /// The URI has no scheme (it is relative).
+    pub fn is_missing_scheme(&self) -> bool {
+        self.kind == ErrorKind::MissingScheme
+    }
+
+    /// The scheme is neither `http` nor `https`.
+    pub fn is_unsupported_scheme(&self) -> bool {
+        self.kind == ErrorKind::UnsupportedScheme
+    }
+
+    /// The URI has no host, or an empty one.
+    pub fn is_missing_host(&self) -> bool {
+        self.kind == ErrorKind::MissingHost
+    }
+
+    /// The text is not a URI, or the host cannot appear in one.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self.kind, ErrorKind::InvalidUri | ErrorKind::InvalidHost)
+    }
+
+    /// The text has a path, query or fragment, which an origin does not.
+    pub fn is_has_path(&self) -> bool {
+        self.kind == ErrorKind::HasPath
+    }
+}
+
+impl fmt::Display for OriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            ErrorKind::MissingScheme => {
+                "uri has no scheme (an absolute http or https uri is needed)"
+            }
+            ErrorKind::UnsupportedScheme => "uri scheme is neither http nor https",
+            ErrorKind::MissingHost => "uri has no host",
+            ErrorKind::InvalidHost => "host is not valid in a uri",
+            ErrorKind::InvalidUri => "text is not a valid uri",
+            ErrorKind::HasPath => "an origin has no path, query or fragment",
+        })
+    }
+}
+
+impl std::error::Error for OriginError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::hash_map::DefaultHasher;
+
+    fn origin(s: &str) -> Result<Origin, OriginError> {
+        let uri: Uri = s
+            .parse()
+            .map_err(|_| OriginError::new(ErrorKind::InvalidUri))?;
+        Origin::from_uri(&uri)
+    }
+
+    fn hash_of<T: Hash>(t: &T) -> u64 {
+        let mut h = DefaultHasher::new();
+        t.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn normalises_case_and_default_ports() {
+        let a = origin("HTTPS://Example.COM/a?b").unwrap();
+        assert_eq!(a.scheme(), Scheme::Https);
+        assert_eq!(a.host(), "example.com");
+        assert_eq!(a.port(), 443);
+        assert_eq!(a, origin("https://example.com:443/other").unwrap());
+        assert_eq!(origin("http://x.org").unwrap().port(), 80);
+        assert_eq!(origin("http://x.org:8080").unwrap().port(), 8080);
+        assert_ne!(
+            origin("http://x.org").unwrap(),
+            origin("https://x.org").unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_keeps_brackets() {
+        let o = origin("http://[::1]:8080/").unwrap();
+        assert_eq!(o.host(), "[::1]");
+        assert_eq!(o.to_string(), "http://[::1]:8080");
+        assert!(o.is_loopback());
+        let built = Origin::new(Scheme::Http, "::1", 8080).unwrap();
+        assert_eq!(built, o);
+    }
+
+    #[test]
+    fn user_info_is_not_part_of_the_origin() {
+        let o = origin("https://user:secret@api.example.com/x").unwrap();
+        assert_eq!(o.to_string(), "https://api.example.com:443");
+        assert!(!format!("{o:?}").contains("secret"));
+    }
+
+    #[test]
+    fn typed_errors() {
+        assert!(origin("/relative").unwrap_err().is_missing_scheme());
+        assert!(origin("ftp://x.org/").unwrap_err().is_unsupported_scheme());
+        assert!(
+            "https://x.org/path"
+                .parse::<Origin>()
+                .unwrap_err()
+                .is_has_path()
+        );
+        assert!("not a uri".parse::<Origin>().unwrap_err().is_invalid());
+        assert!(
+            Origin::new(Scheme::Http, "", 80)
+                .unwrap_err()
+                .is_missing_host()
+        );
+        assert!(
+            Origin::new(Scheme::Http, "a b", 80)
+                .unwrap_err()
+                .is_invalid()
+        );
+        assert_eq!(
+            origin("/relative").unwrap_err().to_string(),
+            "uri has no scheme (an absolute http or https uri is needed)"
+        );
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for s in [
+            "http://localhost",
+            "http://api.localhost",
+            "http://127.0.0.1",
+            "http://127.9.9.9",
+            "http://[::1]",
+        ] {
+            assert!(origin(s).unwrap().is_loopback(), "{s}");
+        }
+        for s in [
+            "http://example.com",
+            "http://10.0.0.1",
+            "http://localhost.example.com",
+            "http://[::2]",
+        ] {
+            assert!(!origin(s).unwrap().is_loopback(), "{s}");
+        }
+    }
+
+    #[test]
+    fn borrowed_view_hashes_and_compares_like_owned() {
+        let uri: Uri = "https://API.Example.com/x".parse().unwrap();
+        let r = OriginRef::from_uri(&uri).unwrap();
+        let o = origin("https://api.example.com").unwrap();
+        assert_eq!(r, o);
+        assert_eq!(hash_of(&r), hash_of(&o));
+        let mut map = std::collections::HashMap::new();
+        map.insert(o, 1);
+        assert_eq!(map.get(&r.to_origin()), Some(&1));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-zA-Z][a-zA-Z0-9-]{0,20}(\\.[a-zA-Z][a-zA-Z0-9-]{0,10}){0,3}",
+                any::<[u8; 4]>().prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
+                any::<[u16; 8]>().prop_map(|s| format!("[{}]", std::net::Ipv6Addr::from(s))),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn display_then_parse_round_trips(
+                https in any::<bool>(),
+                host in host(),
+                port in proptest::option::of(1u16..),
+                path in "(/[a-z0-9]{0,8}){0,3}",
+            ) {
+                let scheme = if https { "https" } else { "http" };
+                let port_s = port.map(|p| format!(":{p}")).unwrap_or_default();
+                let uri: Uri = format!("{scheme}://{host}{port_s}{path}").parse().unwrap();
+                let o = Origin::from_uri(&uri).unwrap();
+                prop_assert_eq!(o.host(), host.to_ascii_lowercase());
+                let scheme = if https { Scheme::Https } else { Scheme::Http };
+                prop_assert_eq!(o.port(), port.unwrap_or(scheme.default_port()));
+                let again: Origin = o.to_string().parse().unwrap();
+                prop_assert_eq!(&again, &o);
+                prop_assert_eq!(hash_of(&again), hash_of(&OriginRef::from_uri(&uri).unwrap()));
+                let rebuilt = Origin::new(o.scheme(), o.host(), o.port()).unwrap();
+                prop_assert_eq!(rebuilt, o);
+            }
+
+            #[test]
+            fn never_panics_on_arbitrary_text(s in "\\PC{0,40}") {
+                if let Ok(uri) = s.parse::<Uri>() {
+                    let _ = Origin::from_uri(&uri);
+                }
+                let _ = s.parse::<Origin>();
+            }
+        }
+    }
+}
