@@ -1,0 +1,2 @@
+//! Placeholder until the breaker bench lands.
+fn main() {}
