@@ -1,0 +1,8 @@
+//! Integration tests: real sockets, real hyper clients.
+
+mod faults;
+mod h2;
+mod lifecycle;
+mod scripts;
+mod support;
+mod tls;
