@@ -30,5 +30,8 @@ pub fn measure_allocations(iters: u64, mut f: impl FnMut()) -> (f64, f64) {
     }
     let stats = region.change();
     let n = iters.max(1) as f64;
-    (stats.allocations as f64 / n, stats.bytes_allocated as f64 / n)
+    (
+        stats.allocations as f64 / n,
+        stats.bytes_allocated as f64 / n,
+    )
 }
