@@ -11,6 +11,8 @@
 //!   downcast, with [`Sent`]: whether the request reached the server, which is what makes
 //!   resending a `POST` safe or not.
 //! - Request extensions: [`Attempt`] and [`Deadline`].
+//! - [`Replayable`] / [`ReplayBody`]: a request body that can be sent more than once (retries,
+//!   auth's 401 replay), kept within [`ReplayLimits`].
 //!
 //! ```
 //! use flext_core::{Classify, HttpClassifier, Origin, Outcome, FailureKind};
@@ -31,12 +33,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod body;
 mod classify;
 mod error;
 mod extensions;
 mod origin;
 mod retry_after;
 
+pub use body::{
+    DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_REPLAY_MEMORY, NotReplayable, ReplayBody,
+    ReplayBodyError, ReplayLimits, ReplayMemory, Replayable,
+};
 pub use classify::{Classify, Failure, FailureKind, HttpClassifier, Outcome, classify_error_chain};
 pub use error::{BoxError, Sent, TransportError, TransportErrorKind};
 pub use extensions::{Attempt, Deadline};
