@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flext_core::Origin;
+use flext_core::{Origin, Rejected};
 
 use crate::observe::State;
 
@@ -18,7 +18,7 @@ use crate::observe::State;
 ///
 /// ```
 /// use flext_breaker::{BreakerLayer, CircuitOpen};
-/// use flext_core::Origin;
+/// use flext_core::{Origin, Rejected};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -44,6 +44,7 @@ pub struct CircuitOpen {
     key: Arc<str>,
     state: State,
     retry_after: Option<Duration>,
+    rejected: Rejected,
 }
 
 impl CircuitOpen {
@@ -52,6 +53,7 @@ impl CircuitOpen {
             key,
             state,
             retry_after,
+            rejected: Rejected::new("circuit_open", retry_after),
         }
     }
 
@@ -133,7 +135,12 @@ impl fmt::Display for CircuitOpen {
     }
 }
 
-impl StdError for CircuitOpen {}
+impl StdError for CircuitOpen {
+    // The shared vocabulary's view of this refusal: never sent, retry after the time left.
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.rejected)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -159,5 +166,23 @@ mod tests {
         assert_eq!(h.origin(), None);
         let boxed: flext_core::BoxError = h.into();
         assert!(CircuitOpen::find(&*boxed).unwrap().is_half_open());
+    }
+
+    #[test]
+    fn other_layers_read_it_as_a_rejection_never_sent() {
+        let e = CircuitOpen::new(
+            "https://host:443".into(),
+            State::Open,
+            Some(Duration::from_secs(7)),
+        );
+        let boxed: flext_core::BoxError = e.into();
+        let failure = flext_core::classify_error_chain(&*boxed);
+        assert_eq!(
+            failure.kind(),
+            flext_core::FailureKind::Rejected("circuit_open")
+        );
+        assert!(failure.is_never_sent());
+        assert_eq!(failure.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(failure.label(), "circuit_open");
     }
 }

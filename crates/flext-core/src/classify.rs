@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
-use crate::error::{Sent, TransportError, TransportErrorKind};
+use crate::error::{Rejected, Sent, TransportError, TransportErrorKind};
 use crate::retry_after::retry_after;
 
 /// What one attempt came to.
@@ -56,6 +56,9 @@ pub enum FailureKind {
     /// The request certainly never reached the server's application (refused stream, GOAWAY,
     /// a pooled connection found closed before writing).
     NeverSent,
+    /// A layer of this client refused the request before sending it (an open circuit); the
+    /// reason is a short label such as `circuit_open`. See [`Rejected`](crate::Rejected).
+    Rejected(&'static str),
     /// Anything else.
     Other,
 }
@@ -120,7 +123,8 @@ impl Failure {
     }
 
     /// A short lower-case label: the status code as text for a response (`"503"`), else
-    /// `timeout`, `connect`, `reset`, `never_sent` or `other`. OpenTelemetry's `error.type`
+    /// `timeout`, `connect`, `reset`, `never_sent`, a rejection's reason (`circuit_open`) or
+    /// `other`. OpenTelemetry's `error.type`
     /// uses the same values.
     pub fn label(&self) -> &str {
         match &self.kind {
@@ -129,6 +133,7 @@ impl Failure {
             FailureKind::Connect => "connect",
             FailureKind::Reset => "reset",
             FailureKind::NeverSent => "never_sent",
+            FailureKind::Rejected(reason) => reason,
             FailureKind::Other => "other",
         }
     }
@@ -168,7 +173,8 @@ pub trait Classify: Clone + Send + Sync + 'static {
 ///   4xx but 408 and 429 (the request itself is wrong), is a [`Outcome::Success`] as far as
 ///   transport health goes.
 ///
-/// Errors: a [`TransportError`] anywhere in the chain gives its kind and sent flag; else a
+/// Errors: a [`Rejected`] anywhere in the chain is a [`FailureKind::Rejected`], never sent,
+/// with its `retry_after`; else a [`TransportError`] in the chain gives its kind and sent flag; else a
 /// [`std::io::Error`] in the chain is read by its kind (refused and not-connected are connect
 /// failures, not sent; reset, aborted and broken pipe are resets; timed-out is a timeout);
 /// else the error is [`FailureKind::Other`] and may have been sent.
@@ -234,6 +240,10 @@ impl Classify for HttpClassifier {
 /// The failure an error stands for, read as [`HttpClassifier`] does. Other classifiers can
 /// call it for the error half of their work.
 pub fn classify_error_chain(error: &(dyn StdError + 'static)) -> Failure {
+    if let Some(r) = Rejected::find(error) {
+        return Failure::new(FailureKind::Rejected(r.reason()), Sent::No)
+            .with_retry_after(r.retry_after());
+    }
     if let Some(t) = TransportError::find(error) {
         let kind = match t.kind() {
             TransportErrorKind::Connect | TransportErrorKind::Tls => FailureKind::Connect,
@@ -346,6 +356,17 @@ mod tests {
         let f = *c.classify_error(&*other).failure().unwrap();
         assert_eq!((f.kind(), f.sent()), (FailureKind::Other, Sent::Maybe));
         assert!(!f.is_transient());
+
+        let open: BoxError = Rejected::new("circuit_open", Some(Duration::from_secs(4))).into();
+        let f = *c.classify_error(&*open).failure().unwrap();
+        assert_eq!(
+            (f.kind(), f.sent()),
+            (FailureKind::Rejected("circuit_open"), Sent::No)
+        );
+        assert_eq!(
+            (f.label(), f.retry_after()),
+            ("circuit_open", Some(Duration::from_secs(4)))
+        );
 
         let timeout: BoxError = TransportError::timeout(Sent::Maybe).into();
         assert_eq!(

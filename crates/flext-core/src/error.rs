@@ -224,6 +224,72 @@ impl StdError for TransportError {
     }
 }
 
+/// A request the client refused locally, without sending it: an open circuit breaker, a
+/// load shedder, a rate limiter.
+///
+/// Layers that refuse calls put one in their error's source chain (the breaker's
+/// `CircuitOpen` does), so that every other layer reads the refusal the same way: it was
+/// never sent, it has a short reason for labels (`circuit_open`), and it may say when trying
+/// again makes sense. [`classify_error_chain`](crate::classify_error_chain) turns it into
+/// [`FailureKind::Rejected`](crate::FailureKind::Rejected); retry waits at least
+/// `retry_after` before resending, or gives up when that is past the deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use flext_core::{BoxError, Rejected};
+///
+/// let err: BoxError = Rejected::new("circuit_open", Some(Duration::from_secs(3))).into();
+/// let rejected = Rejected::find(&*err).unwrap();
+/// assert_eq!(rejected.reason(), "circuit_open");
+/// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(3)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    reason: &'static str,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl Rejected {
+    /// A refusal with a short lower-case reason (`circuit_open`, `overloaded`, ...) and when
+    /// a new try may be let through, if known.
+    pub const fn new(reason: &'static str, retry_after: Option<std::time::Duration>) -> Rejected {
+        Rejected {
+            reason,
+            retry_after,
+        }
+    }
+
+    /// The short reason, usable as a label.
+    pub const fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// How long until a new try may be let through, if known.
+    pub const fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+
+    /// The first `Rejected` in `err` or its chain of sources.
+    pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Rejected> {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            if let Some(r) = e.downcast_ref::<Rejected>() {
+                return Some(r);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request rejected before sending ({})", self.reason)
+    }
+}
+
+impl StdError for Rejected {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

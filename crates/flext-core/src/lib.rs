@@ -45,7 +45,7 @@ pub use body::{
     ReplayBodyError, ReplayLimits, ReplayMemory, Replayable,
 };
 pub use classify::{Classify, Failure, FailureKind, HttpClassifier, Outcome, classify_error_chain};
-pub use error::{BoxError, Sent, TransportError, TransportErrorKind};
+pub use error::{BoxError, Rejected, Sent, TransportError, TransportErrorKind};
 pub use extensions::{Attempt, Deadline};
 pub use origin::{Origin, OriginError, OriginRef, Scheme};
 pub use retry_after::{parse_retry_after, retry_after};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flext_core::{Deadline, Failure};
+use flext_core::{Deadline, Failure, FailureKind};
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, StatusCode};
 
@@ -113,8 +113,14 @@ pub(crate) fn plan<C>(
     let backoff = config
         .backoff
         .delay(progress.retries, progress.previous_delay, &config.random);
-    let asked = match failure.status() {
-        Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
+    let asked = match (failure.kind(), failure.status()) {
+        // A layer below refused it locally (an open circuit): never resend before its time,
+        // and not at all when it gave no time (a circuit forced open).
+        (FailureKind::Rejected(_), _) => match failure.retry_after() {
+            Some(wait) => Some(wait),
+            None => return Err(StopReason::NotRetryable),
+        },
+        (_, Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)) => {
             failure.retry_after()
         }
         _ => None,
@@ -140,7 +146,7 @@ mod tests {
     use super::*;
     use crate::backoff::Backoff;
     use crate::config::RetryBuilder;
-    use flext_core::{FailureKind, Sent};
+    use flext_core::Sent;
 
     fn config() -> Config<flext_core::HttpClassifier> {
         RetryBuilder::new()
@@ -215,6 +221,26 @@ mod tests {
         let other = Failure::new(FailureKind::Other, Sent::Maybe);
         assert_eq!(
             super::plan(&c, &other, Idempotency::Idempotent, p, None),
+            Err(StopReason::NotRetryable)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_is_not_resent_before_its_time() {
+        let c = config();
+        let p = Progress::default();
+        let open = Failure::new(FailureKind::Rejected("circuit_open"), Sent::No)
+            .with_retry_after(Some(Duration::from_secs(5)));
+        let plan = plan(&c, &open, Idempotency::NotIdempotent, p, None).unwrap();
+        assert_eq!(plan.delay, Duration::from_secs(5));
+        let deadline = Deadline::after(Duration::from_secs(2));
+        assert_eq!(
+            super::plan(&c, &open, Idempotency::Idempotent, p, Some(deadline)),
+            Err(StopReason::Deadline)
+        );
+        let forced = Failure::new(FailureKind::Rejected("circuit_open"), Sent::No);
+        assert_eq!(
+            super::plan(&c, &forced, Idempotency::Idempotent, p, None),
             Err(StopReason::NotRetryable)
         );
     }
