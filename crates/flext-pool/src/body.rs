@@ -1,0 +1,145 @@
+//! [`Body`]: a response body that gives its connection back to the pool when it ends.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::conn::{Conn, Proto};
+use crate::error::{Error, classify_body};
+use crate::metrics::CloseReason;
+use crate::origin_pool::Release;
+
+/// The body of a response from the pool.
+///
+/// It holds its connection (HTTP/1.1) or stream slot (HTTP/2) until it ends: an HTTP/1.1
+/// connection returns to the pool when the body has been read to its end, and is closed if
+/// the body is dropped before that; an HTTP/2 stream slot is freed at the end or on drop.
+/// Read bodies to the end (or drop them) promptly: a body kept unread keeps its connection.
+///
+/// Errors are [`Error`]s whose transport error says the request was sent.
+pub struct Body {
+    inner: Incoming,
+    guard: Option<Arc<dyn Finish>>,
+    reuse: bool,
+}
+
+/// How a body ended, for the connection it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Done { reuse: bool },
+    Failed,
+    Dropped,
+}
+
+/// A connection (type-erased over the request body type) that a response body gives back.
+pub(crate) trait Finish: Send + Sync {
+    fn finish(self: Arc<Self>, end: End);
+}
+
+impl<B: Send + 'static> Finish for Conn<B>
+where
+    Conn<B>: Send + Sync,
+{
+    fn finish(self: Arc<Self>, end: End) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        match self.proto {
+            Proto::H1(_) => {
+                let how = match end {
+                    End::Done { reuse: true } => Release::Reuse,
+                    End::Done { reuse: false } => Release::Close(CloseReason::Peer),
+                    End::Failed => Release::Close(CloseReason::Error),
+                    End::Dropped => Release::Close(CloseReason::Aborted),
+                };
+                pool.release_h1(self, how);
+            }
+            Proto::H2(_) => pool.release_h2(&self),
+        }
+    }
+}
+
+impl Body {
+    /// Wraps a body; `reuse` says whether an HTTP/1.1 connection may carry another request
+    /// once this body ends (no `Connection: close`).
+    pub(crate) fn new(inner: Incoming, guard: Arc<dyn Finish>, reuse: bool) -> Body {
+        let mut body = Body {
+            inner,
+            guard: Some(guard),
+            reuse,
+        };
+        if http_body::Body::is_end_stream(&body.inner) {
+            body.finish(End::Done { reuse });
+        }
+        body
+    }
+
+    fn finish(&mut self, end: End) {
+        if let Some(guard) = self.guard.take() {
+            guard.finish(end);
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if this.inner.is_end_stream() {
+                    let reuse = this.reuse;
+                    this.finish(End::Done { reuse });
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.finish(End::Failed);
+                Poll::Ready(Some(Err(Error::body(classify_body(e)))))
+            }
+            None => {
+                let reuse = this.reuse;
+                this.finish(End::Done { reuse });
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        let end = if http_body::Body::is_end_stream(&self.inner) {
+            End::Done { reuse: self.reuse }
+        } else {
+            End::Dropped
+        };
+        self.finish(end);
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body")
+            .field("inner", &self.inner)
+            .field("holds_connection", &self.guard.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,267 @@
+//! Pooled connections: what the pool keeps of an HTTP/1.1 or HTTP/2 connection, and the
+//! lease a request holds while it uses one.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use hyper::client::conn::{http1, http2};
+use tokio::time::Instant;
+
+use crate::metrics::CloseReason;
+use crate::origin_pool::OriginPool;
+use crate::sniff::PeerState;
+
+/// What the pool and a connection's driver task share about the connection. The task holds
+/// only this (not the [`Conn`]), so that dropping the last [`Conn`] closes the connection.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) id: u64,
+    pub(crate) is_h2: bool,
+    /// Set by the pool when it retires the connection, read when the connection ends.
+    close_reason: AtomicU8,
+    /// The pool counted the connection as open (set and read under the origin's lock).
+    pub(crate) registered: AtomicBool,
+    /// The driver task ended (set and read under the origin's lock).
+    pub(crate) closed: AtomicBool,
+    /// HTTP/2 only: what the frame sniffer learnt.
+    pub(crate) peer: Option<Arc<PeerState>>,
+}
+
+impl Link {
+    pub(crate) fn new(id: u64, peer: Option<Arc<PeerState>>) -> Arc<Link> {
+        Arc::new(Link {
+            id,
+            is_h2: peer.is_some(),
+            close_reason: AtomicU8::new(0),
+            registered: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            peer,
+        })
+    }
+
+    /// Records why the pool let the connection go; the first reason wins.
+    pub(crate) fn set_close_reason(&self, reason: CloseReason) {
+        let _ = self.close_reason.compare_exchange(
+            0,
+            reason as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        CloseReason::from_u8(self.close_reason.load(Ordering::Acquire))
+    }
+}
+
+/// A connection the pool hands out.
+pub(crate) struct Conn<B: 'static> {
+    pub(crate) link: Arc<Link>,
+    pub(crate) pool: Weak<OriginPool<B>>,
+    /// When the connection stops taking new requests (its jittered lifetime).
+    pub(crate) expires: Option<Instant>,
+    /// It carried a request already; only read once set, so HTTP/2 streams do not all
+    /// write one shared cache line.
+    pub(crate) served: AtomicBool,
+    pub(crate) proto: Proto<B>,
+}
+
+pub(crate) enum Proto<B> {
+    H1(H1<B>),
+    H2(H2<B>),
+}
+
+pub(crate) struct H1<B> {
+    /// The sender; taken out while a request is being sent, put back for the body.
+    tx: Mutex<Option<http1::SendRequest<B>>>,
+}
+
+pub(crate) struct H2<B> {
+    pub(crate) tx: http2::SendRequest<B>,
+    /// Streams this pool has open on the connection.
+    pub(crate) active: AtomicUsize,
+    /// Nanoseconds after the origin pool's epoch when `active` last fell to zero.
+    pub(crate) idle_since: AtomicU64,
+    /// No new streams: lifetime over, or idle too long.
+    pub(crate) retired: AtomicBool,
+}
+
+impl<B: 'static> Conn<B> {
+    pub(crate) fn new_h1(
+        link: Arc<Link>,
+        pool: Weak<OriginPool<B>>,
+        expires: Option<Instant>,
+        tx: http1::SendRequest<B>,
+    ) -> Conn<B> {
+        Conn {
+            link,
+            pool,
+            expires,
+            served: AtomicBool::new(false),
+            proto: Proto::H1(H1 {
+                tx: Mutex::new(Some(tx)),
+            }),
+        }
+    }
+
+    pub(crate) fn new_h2(
+        link: Arc<Link>,
+        pool: Weak<OriginPool<B>>,
+        expires: Option<Instant>,
+        tx: http2::SendRequest<B>,
+        idle_since: u64,
+    ) -> Conn<B> {
+        Conn {
+            link,
+            pool,
+            expires,
+            served: AtomicBool::new(false),
+            proto: Proto::H2(H2 {
+                tx,
+                active: AtomicUsize::new(0),
+                idle_since: AtomicU64::new(idle_since),
+                retired: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// Takes the HTTP/1.1 sender out for a request.
+    pub(crate) fn take_h1_tx(&self) -> Option<http1::SendRequest<B>> {
+        match &self.proto {
+            Proto::H1(h1) => h1.tx.lock().unwrap_or_else(PoisonError::into_inner).take(),
+            Proto::H2(_) => None,
+        }
+    }
+
+    /// Puts the HTTP/1.1 sender back, for the time the response body is read.
+    pub(crate) fn put_h1_tx(&self, tx: http1::SendRequest<B>) {
+        if let Proto::H1(h1) = &self.proto {
+            *h1.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        }
+    }
+
+    /// Whether an HTTP/1.1 connection can take another request: its sender is home and its
+    /// driver has not ended.
+    pub(crate) fn h1_usable(&self) -> bool {
+        match &self.proto {
+            Proto::H1(h1) => h1
+                .tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|tx| !tx.is_closed()),
+            Proto::H2(_) => false,
+        }
+    }
+
+    /// Where an HTTP/1.1 connection stands when it comes back.
+    pub(crate) fn h1_state(&self) -> H1State {
+        match &self.proto {
+            Proto::H1(h1) => match &*h1.tx.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(tx) if tx.is_closed() => H1State::Closed,
+                Some(_) => H1State::Ready,
+                None => H1State::Away,
+            },
+            Proto::H2(_) => H1State::Closed,
+        }
+    }
+
+    /// Drops the HTTP/1.1 sender, which ends the connection once it is idle.
+    pub(crate) fn close_h1(&self, reason: CloseReason) {
+        self.link.set_close_reason(reason);
+        drop(self.take_h1_tx());
+    }
+
+    pub(crate) fn h2(&self) -> Option<&H2<B>> {
+        match &self.proto {
+            Proto::H2(h2) => Some(h2),
+            Proto::H1(_) => None,
+        }
+    }
+
+    /// Whether an HTTP/2 connection takes new streams at all.
+    pub(crate) fn h2_open_for_streams(&self, now: Instant) -> bool {
+        match &self.proto {
+            Proto::H2(h2) => {
+                !h2.retired.load(Ordering::Acquire)
+                    && !self.link.peer.as_ref().is_some_and(|p| p.goaway())
+                    && !h2.tx.is_closed()
+                    && !self.is_expired(now)
+            }
+            Proto::H1(_) => false,
+        }
+    }
+
+    /// The HTTP/2 stream limit: the peer's, under the local cap; 100 (hyper's assumption)
+    /// while the peer names none.
+    pub(crate) fn h2_limit(&self, local_cap: Option<u32>) -> usize {
+        let peer = self
+            .link
+            .peer
+            .as_ref()
+            .and_then(|p| p.max_concurrent_streams())
+            .unwrap_or(DEFAULT_MAX_STREAMS);
+        let limit = match local_cap {
+            Some(cap) => peer.min(cap),
+            None => peer,
+        };
+        usize::try_from(limit).unwrap_or(usize::MAX)
+    }
+}
+
+/// See [`Conn::h1_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum H1State {
+    /// The sender is home and the connection open.
+    Ready,
+    /// The connection's driver has ended or is ending.
+    Closed,
+    /// The sender went with a request that was abandoned: the connection will close.
+    Away,
+}
+
+/// The stream limit assumed while a peer names none: hyper's `initial_max_send_streams`.
+pub(crate) const DEFAULT_MAX_STREAMS: u32 = 100;
+
+/// The right to send one request on a connection: an idle HTTP/1.1 connection or one
+/// HTTP/2 stream slot. Dropped unused, it gives the connection or slot back.
+pub(crate) struct Lease<B: 'static> {
+    conn: Arc<Conn<B>>,
+    armed: bool,
+}
+
+impl<B: 'static> Lease<B> {
+    pub(crate) fn new(conn: Arc<Conn<B>>) -> Lease<B> {
+        Lease { conn, armed: true }
+    }
+
+    pub(crate) fn conn(&self) -> &Arc<Conn<B>> {
+        &self.conn
+    }
+
+    /// Gives up the lease without returning anything to the pool; the caller takes over.
+    pub(crate) fn into_conn(mut self) -> Arc<Conn<B>> {
+        self.armed = false;
+        self.conn.clone()
+    }
+}
+
+impl<B: 'static> Drop for Lease<B> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pool) = self.conn.pool.upgrade() {
+            match self.conn.proto {
+                Proto::H1(_) => {
+                    pool.release_h1(self.conn.clone(), crate::origin_pool::Release::Reuse);
+                }
+                Proto::H2(_) => pool.release_h2(&self.conn),
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Opening a connection: the connector's IO, the protocol choice, hyper's handshake, the
+//! driver task, and for HTTP/2 the wait for the server's first SETTINGS.
+
+use std::error::Error as StdError;
+use std::future::{Future, poll_fn};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use flext_core::{BoxError, Sent, TransportError, TransportErrorKind};
+use http::Uri;
+use hyper::client::conn::{http1, http2};
+use hyper::rt::{Read, Write};
+use hyper_util::client::legacy::connect::Connection;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::config::Config;
+use crate::conn::{Conn, Link};
+use crate::error::{Message, classify_connect};
+use crate::origin_pool::{Dial, OriginPool};
+use crate::sniff::{PeerState, Sniff};
+
+/// Starts connects over a connector `C`, each in a task of its own.
+pub(crate) struct Dialer<C> {
+    connector: C,
+    config: Arc<Config>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl<C> Dialer<C> {
+    pub(crate) fn new(connector: C, config: Arc<Config>) -> Dialer<C> {
+        let h1 = http1::Builder::new();
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .adaptive_window(config.http2_adaptive_window)
+            .keep_alive_interval(config.http2_keep_alive_interval)
+            .keep_alive_timeout(config.http2_keep_alive_timeout)
+            .keep_alive_while_idle(true);
+        Dialer {
+            connector,
+            config,
+            h1,
+            h2,
+        }
+    }
+
+    pub(crate) fn connector(&self) -> &C {
+        &self.connector
+    }
+}
+
+impl<C, B> Dial<B> for Dialer<C>
+where
+    C: Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: Read + Write + Connection + Unpin + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn dial(&self, pool: Arc<OriginPool<B>>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            let e = TransportError::connect(Message("no tokio runtime to connect in"));
+            pool.on_dialed(Err(e), Duration::ZERO);
+            return;
+        };
+        let connector = self.connector.clone();
+        let h1 = self.h1.clone();
+        let h2 = self.h2.clone();
+        let timeout = self.config.connect_timeout;
+        handle.spawn(async move {
+            let start = Instant::now();
+            let result =
+                match tokio::time::timeout(timeout, connect(connector, &pool, h1, h2)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(TransportError::connect(Message("connect timed out"))),
+                };
+            if let Err(e) = &result {
+                tracing::debug!(origin = %pool.origin, error = %Chain(e), "connect failed");
+            }
+            pool.on_dialed(result, start.elapsed());
+        });
+    }
+}
+
+async fn connect<C, B>(
+    mut connector: C,
+    pool: &Arc<OriginPool<B>>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+) -> Result<Arc<Conn<B>>, TransportError>
+where
+    C: Service<Uri>,
+    C::Response: Read + Write + Connection + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(|e| classify_connect(e.into()))?;
+    let io = connector
+        .call(pool.connect_uri.clone())
+        .await
+        .map_err(|e| classify_connect(e.into()))?;
+    let config = &pool.config;
+    let use_h2 = if io.connected().is_negotiated_h2() {
+        if config.http1_only {
+            return Err(TransportError::new(
+                TransportErrorKind::Protocol,
+                Sent::No,
+                Some(Box::new(Message(
+                    "the connector negotiated h2 but the pool is http1_only",
+                ))),
+            ));
+        }
+        true
+    } else {
+        config.http2_prior_knowledge && !pool.origin.scheme().is_secure()
+    };
+    let now = Instant::now();
+    let id = pool.next_conn_id();
+    let expires = pool.expiry(now);
+    if use_h2 {
+        let peer = PeerState::new();
+        let link = Link::new(id, Some(peer.clone()));
+        let io = TokioIo::new(Sniff::new(TokioIo::new(io), peer.clone()));
+        let (tx, driver) = h2.handshake(io).await.map_err(TransportError::connect)?;
+        spawn_driver(driver, pool.weak(), link.clone());
+        let conn = Arc::new(Conn::new_h2(
+            link,
+            pool.weak(),
+            expires,
+            tx,
+            pool.nanos(now),
+        ));
+        // The server's SETTINGS is the first frame it sends; waiting for it means the first
+        // streams are spread according to its real limit, not an assumed one.
+        peer.wait_settings().await;
+        if !peer.settings_seen() {
+            return Err(TransportError::connect(Message(
+                "connection closed before the server's http2 settings",
+            )));
+        }
+        tracing::debug!(origin = %pool.origin, id, max_streams = ?peer.max_concurrent_streams(), "http2 connection open");
+        Ok(conn)
+    } else {
+        let link = Link::new(id, None);
+        let (tx, driver) = h1.handshake(io).await.map_err(TransportError::connect)?;
+        spawn_driver(driver, pool.weak(), link.clone());
+        tracing::debug!(origin = %pool.origin, id, "http1 connection open");
+        Ok(Arc::new(Conn::new_h1(link, pool.weak(), expires, tx)))
+    }
+}
+
+/// Runs a connection until it ends, then tells the pool. The task holds the pool weakly and
+/// never holds the [`Conn`], so dropping the pool or the connection's last handle ends it.
+fn spawn_driver<F, B>(driver: F, pool: Weak<OriginPool<B>>, link: Arc<Link>)
+where
+    F: Future<Output = hyper::Result<()>> + Send + 'static,
+    B: Send + 'static,
+{
+    tokio::spawn(async move {
+        let result = driver.await;
+        if let Err(e) = &result {
+            tracing::debug!(id = link.id, error = %Chain(e), "connection ended with an error");
+        }
+        match pool.upgrade() {
+            Some(pool) => pool.on_closed(&link, result.is_err()),
+            None => {
+                if let Some(peer) = &link.peer {
+                    peer.wake();
+                }
+            }
+        }
+    });
+}
+
+/// Displays an error with its sources, `a: b: c`.
+struct Chain<'a>(&'a (dyn StdError + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}

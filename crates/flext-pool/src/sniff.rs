@@ -1,0 +1,409 @@
+//! A read-side HTTP/2 frame sniffer: learns the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` and
+//! sees a GOAWAY, which hyper does not tell a pool about.
+//!
+//! The IO under hyper's HTTP/2 connection is wrapped in [`Sniff`], which passes every byte
+//! through unchanged and feeds the bytes it read to a [`FrameSniffer`]. The sniffer follows
+//! frame boundaries (a 9-byte header: 24-bit length, type, flags, 31-bit stream id) and only
+//! looks inside SETTINGS and GOAWAY payloads, so its cost is per frame, not per byte.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+const FRAME_HEADER_LEN: usize = 9;
+const TYPE_SETTINGS: u8 = 0x4;
+const TYPE_GOAWAY: u8 = 0x7;
+const FLAG_ACK: u8 = 0x1;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+/// What the sniffer learnt about an HTTP/2 connection; shared with the pool.
+#[derive(Debug)]
+pub(crate) struct PeerState {
+    /// The peer's last `SETTINGS_MAX_CONCURRENT_STREAMS`; `u32::MAX` while it named none.
+    max_concurrent_streams: AtomicU32,
+    /// Number of SETTINGS frames (not ACKs) seen.
+    settings_frames: AtomicU64,
+    /// A GOAWAY arrived: the connection takes no new streams.
+    goaway: AtomicBool,
+    /// Woken at the first SETTINGS frame, at a GOAWAY and when the connection ends.
+    changed: Notify,
+}
+
+impl PeerState {
+    pub(crate) fn new() -> Arc<PeerState> {
+        Arc::new(PeerState {
+            max_concurrent_streams: AtomicU32::new(u32::MAX),
+            settings_frames: AtomicU64::new(0),
+            goaway: AtomicBool::new(false),
+            changed: Notify::new(),
+        })
+    }
+
+    /// The peer's limit, `None` while it has named none (RFC 9113: unlimited).
+    pub(crate) fn max_concurrent_streams(&self) -> Option<u32> {
+        match self.max_concurrent_streams.load(Ordering::Acquire) {
+            u32::MAX => None,
+            n => Some(n),
+        }
+    }
+
+    pub(crate) fn settings_seen(&self) -> bool {
+        self.settings_frames.load(Ordering::Acquire) > 0
+    }
+
+    pub(crate) fn goaway(&self) -> bool {
+        self.goaway.load(Ordering::Acquire)
+    }
+
+    /// Waits for the first SETTINGS frame, a GOAWAY or [`PeerState::wake`].
+    pub(crate) async fn wait_settings(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.settings_seen() || self.goaway() {
+                return;
+            }
+            notified.await;
+            // A wake without settings means the connection ended; the caller checks.
+            if !self.settings_seen() {
+                return;
+            }
+        }
+    }
+
+    /// Wakes whoever waits for the settings (the connection ended).
+    pub(crate) fn wake(&self) {
+        self.changed.notify_one();
+    }
+}
+
+/// A frame parser fed with the bytes a peer sends, in reads of any size.
+#[derive(Debug)]
+pub(crate) struct FrameSniffer {
+    peer: Arc<PeerState>,
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+    /// Payload bytes of the current frame still to come.
+    remaining: usize,
+    kind: Payload,
+    /// A SETTINGS entry (6 bytes) split across reads.
+    entry: [u8; 6],
+    entry_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    Skip,
+    Settings,
+}
+
+impl FrameSniffer {
+    pub(crate) fn new(peer: Arc<PeerState>) -> FrameSniffer {
+        FrameSniffer {
+            peer,
+            header: [0; FRAME_HEADER_LEN],
+            header_len: 0,
+            remaining: 0,
+            kind: Payload::Skip,
+            entry: [0; 6],
+            entry_len: 0,
+        }
+    }
+
+    /// Feeds bytes read from the peer, in order.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.remaining == 0 && self.header_len < FRAME_HEADER_LEN {
+                let take = (FRAME_HEADER_LEN - self.header_len).min(bytes.len());
+                self.header[self.header_len..self.header_len + take]
+                    .copy_from_slice(&bytes[..take]);
+                self.header_len += take;
+                bytes = &bytes[take..];
+                if self.header_len == FRAME_HEADER_LEN {
+                    self.start_frame();
+                }
+                continue;
+            }
+            let take = self.remaining.min(bytes.len());
+            if self.kind == Payload::Settings {
+                self.settings_bytes(&bytes[..take]);
+            }
+            bytes = &bytes[take..];
+            self.remaining -= take;
+            if self.remaining == 0 {
+                self.end_frame();
+            }
+        }
+    }
+
+    fn start_frame(&mut self) {
+        let h = &self.header;
+        let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+        let (kind, flags) = (h[3], h[4]);
+        self.remaining = len;
+        self.entry_len = 0;
+        self.kind = if kind == TYPE_SETTINGS && flags & FLAG_ACK == 0 {
+            Payload::Settings
+        } else {
+            Payload::Skip
+        };
+        if kind == TYPE_GOAWAY {
+            // The frame's payload does not matter to a pool: no new streams from now on.
+            self.peer.goaway.store(true, Ordering::Release);
+            self.peer.changed.notify_one();
+        }
+        if len == 0 {
+            self.end_frame();
+        }
+    }
+
+    fn settings_bytes(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = (6 - self.entry_len).min(bytes.len());
+            self.entry[self.entry_len..self.entry_len + take].copy_from_slice(&bytes[..take]);
+            self.entry_len += take;
+            bytes = &bytes[take..];
+            if self.entry_len == 6 {
+                self.entry_len = 0;
+                let id = u16::from_be_bytes([self.entry[0], self.entry[1]]);
+                if id == SETTINGS_MAX_CONCURRENT_STREAMS {
+                    let value = u32::from_be_bytes([
+                        self.entry[2],
+                        self.entry[3],
+                        self.entry[4],
+                        self.entry[5],
+                    ]);
+                    // u32::MAX stands for "none named"; a peer naming it means the same.
+                    self.peer
+                        .max_concurrent_streams
+                        .store(value, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    fn end_frame(&mut self) {
+        if self.kind == Payload::Settings {
+            let before = self.peer.settings_frames.fetch_add(1, Ordering::AcqRel);
+            if before == 0 {
+                self.peer.changed.notify_one();
+            }
+        }
+        self.header_len = 0;
+        self.kind = Payload::Skip;
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An IO wrapper that shows every byte read to a [`FrameSniffer`] and changes none.
+    #[derive(Debug)]
+    pub(crate) struct Sniff<T> {
+        #[pin]
+        io: T,
+        sniffer: FrameSniffer,
+    }
+}
+
+impl<T> Sniff<T> {
+    pub(crate) fn new(io: T, peer: Arc<PeerState>) -> Sniff<T> {
+        Sniff {
+            io,
+            sniffer: FrameSniffer::new(peer),
+        }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Sniff<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.io.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.sniffer.feed(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Sniff<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (id, value) in entries {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&value.to_be_bytes());
+        }
+        frame(TYPE_SETTINGS, 0, 0, &payload)
+    }
+
+    #[test]
+    fn reads_settings_split_byte_by_byte() {
+        let peer = PeerState::new();
+        let mut s = FrameSniffer::new(peer.clone());
+        let mut bytes = settings(&[(0x1, 4096), (0x3, 10), (0x4, 65535)]);
+        bytes.extend(frame(0x0, 0x1, 1, b"hello"));
+        for b in &bytes {
+            s.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(peer.max_concurrent_streams(), Some(10));
+        assert!(peer.settings_seen());
+        assert!(!peer.goaway());
+    }
+
+    #[test]
+    fn ack_is_not_settings_and_goaway_is_seen() {
+        let peer = PeerState::new();
+        let mut s = FrameSniffer::new(peer.clone());
+        s.feed(&frame(TYPE_SETTINGS, FLAG_ACK, 0, &[]));
+        assert!(!peer.settings_seen());
+        s.feed(&frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
+        assert!(peer.goaway());
+        assert_eq!(peer.max_concurrent_streams(), None);
+    }
+
+    #[derive(Debug, Clone)]
+    enum F {
+        Settings(Vec<(u16, u32)>),
+        SettingsAck,
+        Data(Vec<u8>),
+        Other(u8, Vec<u8>),
+        GoAway,
+    }
+
+    fn any_frame() -> impl Strategy<Value = F> {
+        prop_oneof![
+            proptest::collection::vec((prop_oneof![Just(0x3u16), 0u16..8], 0u32..u32::MAX), 0..6)
+                .prop_map(F::Settings),
+            Just(F::SettingsAck),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(F::Data),
+            (
+                prop_oneof![Just(0x1u8), Just(0x3), Just(0x6), Just(0x8), Just(0x9)],
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(|(t, p)| F::Other(t, p)),
+            Just(F::GoAway),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn finds_the_value_whatever_the_read_boundaries(
+            frames in proptest::collection::vec(any_frame(), 0..20),
+            cuts in proptest::collection::vec(1usize..64, 1..200),
+        ) {
+            let mut bytes = Vec::new();
+            let mut expect_mcs = None;
+            let mut expect_settings = 0u64;
+            let mut expect_goaway = false;
+            for f in &frames {
+                match f {
+                    F::Settings(entries) => {
+                        bytes.extend(settings(entries));
+                        expect_settings += 1;
+                        for (id, v) in entries {
+                            if *id == 0x3 {
+                                expect_mcs = Some(*v);
+                            }
+                        }
+                    }
+                    F::SettingsAck => bytes.extend(frame(TYPE_SETTINGS, FLAG_ACK, 0, &[])),
+                    F::Data(p) => bytes.extend(frame(0x0, 0, 1, p)),
+                    F::Other(t, p) => bytes.extend(frame(*t, 0, 3, p)),
+                    F::GoAway => {
+                        bytes.extend(frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 0]));
+                        expect_goaway = true;
+                    }
+                }
+            }
+            let peer = PeerState::new();
+            let mut s = FrameSniffer::new(peer.clone());
+            let mut rest = &bytes[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                s.feed(&rest[..n]);
+                rest = &rest[n..];
+                i += 1;
+            }
+            prop_assert_eq!(peer.max_concurrent_streams(), expect_mcs.filter(|v| *v != u32::MAX));
+            prop_assert_eq!(peer.settings_frames.load(Ordering::Relaxed), expect_settings);
+            prop_assert_eq!(peer.goaway(), expect_goaway);
+        }
+
+        #[test]
+        fn passes_every_byte_through(
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            chunk in 1usize..300,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut a, b) = tokio::io::duplex(chunk);
+                let writer = {
+                    let data = data.clone();
+                    async move {
+                        a.write_all(&data).await.unwrap();
+                        drop(a);
+                    }
+                };
+                let reader = async move {
+                    let mut sniffed = Sniff::new(b, PeerState::new());
+                    let mut out = Vec::new();
+                    sniffed.read_to_end(&mut out).await.unwrap();
+                    out
+                };
+                let ((), out) = tokio::join!(writer, reader);
+                assert_eq!(out, data);
+            });
+        }
+    }
+}
