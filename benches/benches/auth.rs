@@ -1,0 +1,249 @@
+//! Overhead of attaching a credential over a no-op inner service (a `service_fn` answering
+//! with a ready future): flext-auth's static bearer, its cached provider on a warm token (with
+//! and without the 401 replay, which keeps a copy of the request head), and tower-http's
+//! `AddAuthorization` bearer in the same group, beside the inner service alone and the inner
+//! service behind the request-body conversion alone (`ReplayBody::once`).
+//!
+//! Each iteration is one `poll_ready` + `call` + poll of the response future, with a noop
+//! waker (no runtime). The inner service keeps the request head and the next iteration reuses
+//! it with its headers cleared, in every variant: inserting into an empty `HeaderMap`
+//! allocates its table whoever does it, and a client's requests usually carry headers already.
+//! Allocations per call are printed first, counted the same way.
+//!
+//! ```text
+//! cargo bench -p flext-benches --bench auth -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::LazyLock;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group};
+use flext_auth::{AuthLayer, CachedProvider, Credential, Token, provider_fn};
+use flext_core::{Origin, ReplayBody};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::Empty;
+use tower::{Layer, Service, service_fn};
+use tower_http::auth::AddAuthorizationLayer;
+
+#[global_allocator]
+static ALLOC: &stats_alloc::StatsAlloc<std::alloc::System> = flext_benches::GLOBAL;
+
+const URI: &str = "https://api.example.com/v1/items";
+const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl";
+
+static PARSED: LazyLock<Uri> = LazyLock::new(|| Uri::from_static(URI));
+
+type Body = Empty<Bytes>;
+
+fn request() -> Request<Body> {
+    let mut req = Request::new(Body::new());
+    *req.uri_mut() = PARSED.clone();
+    *req.headers_mut() = HeaderMap::with_capacity(8);
+    req
+}
+
+thread_local! {
+    /// The head of the last request the no-op service got, for the next iteration to reuse.
+    static HEAD: RefCell<Option<Parts>> = const { RefCell::new(None) };
+}
+
+/// The no-op inner service: keeps the request head for reuse and answers at once.
+fn noop<B>(req: Request<B>) -> NoopFut {
+    let (head, body) = req.into_parts();
+    drop(black_box(body));
+    HEAD.with(|slot| *slot.borrow_mut() = Some(head));
+    ready(Ok(Response::new(())))
+}
+
+type NoopFut = Ready<Result<Response<()>, Infallible>>;
+type Plain = tower::util::ServiceFn<fn(Request<Body>) -> NoopFut>;
+type Replay = tower::util::ServiceFn<fn(Request<ReplayBody<Body>>) -> NoopFut>;
+
+fn plain() -> Plain {
+    service_fn(noop::<Body> as fn(_) -> _)
+}
+
+fn replay() -> Replay {
+    service_fn(noop::<ReplayBody<Body>> as fn(_) -> _)
+}
+
+/// One call, start to end, as a client would make it, with the head the previous call left
+/// (its headers cleared).
+#[inline]
+fn one_call<S>(svc: &mut S)
+where
+    S: Service<Request<Body>, Response = Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    let head = HEAD.with(|slot| slot.borrow_mut().take()).map(|mut head| {
+        head.headers.clear();
+        head.extensions.clear();
+        head
+    });
+    let req = match head {
+        Some(head) => Request::from_parts(head, Body::new()),
+        None => request(),
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("service not ready: {:?}", other.map(|r| r.is_ok())),
+    }
+    let fut = pin!(svc.call(black_box(req)));
+    match fut.poll(&mut cx) {
+        Poll::Ready(Ok(res)) => drop(black_box(res)),
+        Poll::Ready(Err(e)) => panic!("call failed: {e:?}"),
+        Poll::Pending => panic!("a warm call must not wait"),
+    }
+}
+
+/// The `Authorization` the last call sent.
+fn sent_authorization() -> Option<HeaderValue> {
+    HEAD.with(|slot| {
+        let head = slot.borrow();
+        head.as_ref()?.headers.get("authorization").cloned()
+    })
+}
+
+/// The no-op service behind the body conversion every flext-auth request goes through (the
+/// inner service gets a `ReplayBody`, so that a 401 can be replayed), and nothing else: the
+/// part of the overhead that is the body type, not the credential.
+type WrapOnly = tower::util::MapRequest<Replay, fn(Request<Body>) -> Request<ReplayBody<Body>>>;
+
+fn wrap_only() -> WrapOnly {
+    tower::util::MapRequest::new(replay(), |req: Request<Body>| req.map(ReplayBody::once))
+}
+
+fn origin() -> Origin {
+    "https://api.example.com".parse().unwrap()
+}
+
+fn cached(replay: bool) -> AuthLayer {
+    let cache = CachedProvider::new(provider_fn(|| async {
+        Ok::<_, Infallible>(Token::new(TOKEN).expires_in(Duration::from_secs(3600)))
+    }));
+    // Warm it: the measured calls find the token cached.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(cache.prefetch()).unwrap();
+    AuthLayer::builder(cache)
+        .origin(origin())
+        .replay_on_unauthorized(replay)
+        .build()
+        .unwrap()
+}
+
+fn allocations<S>(name: &str, mut svc: S)
+where
+    S: Service<Request<Body>, Response = Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    // Warm up (a shared header value is promoted to shared on its first clone).
+    one_call(&mut svc);
+    let (allocs, bytes) = flext_benches::measure_allocations(10_000, || one_call(&mut svc));
+    println!("auth/{name}: {allocs:.2} allocations, {bytes:.0} bytes per call");
+}
+
+struct Layers {
+    bearer: AuthLayer,
+    tower_http: AddAuthorizationLayer,
+    warm: AuthLayer,
+    warm_no_replay: AuthLayer,
+}
+
+fn layers() -> Layers {
+    Layers {
+        bearer: AuthLayer::builder(Credential::bearer(TOKEN).unwrap())
+            .origin(origin())
+            .build()
+            .unwrap(),
+        tower_http: AddAuthorizationLayer::bearer(TOKEN).as_sensitive(true),
+        warm: cached(true),
+        warm_no_replay: cached(false),
+    }
+}
+
+fn print_allocations() {
+    let Layers {
+        bearer,
+        tower_http,
+        warm,
+        warm_no_replay,
+    } = layers();
+    // Each variant checks once that the header really is attached.
+    let expected = format!("Bearer {TOKEN}");
+    for mut svc in [bearer.layer(replay()), warm.layer(replay())] {
+        one_call(&mut svc);
+        let sent = sent_authorization().expect("the credential was attached");
+        assert_eq!(sent, expected.as_str());
+        assert!(sent.is_sensitive());
+    }
+    one_call(&mut tower_http.layer(plain()));
+    assert_eq!(sent_authorization().unwrap(), expected.as_str());
+
+    allocations("baseline (no-op inner service)", plain());
+    allocations("baseline + ReplayBody::once", wrap_only());
+    allocations("flext static bearer", bearer.layer(replay()));
+    allocations(
+        "tower-http AddAuthorization bearer",
+        tower_http.layer(plain()),
+    );
+    allocations("flext cached provider, warm", warm.layer(replay()));
+    allocations(
+        "flext cached provider, warm, no 401 replay",
+        warm_no_replay.layer(replay()),
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let Layers {
+        bearer,
+        tower_http,
+        warm,
+        warm_no_replay,
+    } = layers();
+    let mut group = c.benchmark_group("auth");
+    let mut svc = plain();
+    group.bench_function("baseline (no-op inner service)", |b| {
+        b.iter(|| one_call(&mut svc));
+    });
+    let mut svc = wrap_only();
+    group.bench_function("baseline + ReplayBody::once", |b| {
+        b.iter(|| one_call(&mut svc));
+    });
+    let mut svc = bearer.layer(replay());
+    group.bench_function("flext static bearer", |b| {
+        b.iter(|| one_call(&mut svc));
+    });
+    let mut svc = tower_http.layer(plain());
+    group.bench_function("tower-http AddAuthorization bearer", |b| {
+        b.iter(|| one_call(&mut svc));
+    });
+    let mut svc = warm.layer(replay());
+    group.bench_function("flext cached provider, warm", |b| {
+        b.iter(|| one_call(&mut svc));
+    });
+    let mut svc = warm_no_replay.layer(replay());
+    group.bench_function("flext cached provider, warm, no 401 replay", |b| {
+        b.iter(|| one_call(&mut svc));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    print_allocations();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

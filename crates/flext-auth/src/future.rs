@@ -1,0 +1,338 @@
+//! [`ResponseFuture`]: waits for a token when none is cached, and after a 401 refreshes it and
+//! replays the request once.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use flext_core::{Attempt, BoxError, Deadline, ReplayBody, Replayable};
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::cache::CachedProvider;
+use crate::error::Error;
+use crate::provider::BoxFuture;
+
+pin_project! {
+    /// The response future of [`Auth`](crate::Auth).
+    ///
+    /// For a static credential, or a request the credential does not go to, it is the inner
+    /// service's future and nothing more.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        Inner {
+            #[pin]
+            fut: S::Future,
+        },
+        Failed {
+            error: Option<Error>,
+        },
+        // No token cached: waiting for the cache's single flight.
+        Acquiring {
+            acquire: BoxFuture<'static, Result<(HeaderValue, u64), Error>>,
+            pending: Option<Box<Pending<S, B>>>,
+        },
+        // Sent with a cached token; a 401 may lead to a replay.
+        Sending {
+            #[pin]
+            fut: S::Future,
+            tried: Option<Tried<S, B>>,
+        },
+        // Got a 401: waiting for a new token, holding the 401 in case there is none.
+        Refreshing {
+            refresh: BoxFuture<'static, Option<(HeaderValue, u64)>>,
+            held: Option<Box<(Replay<S, B>, S::Response)>>,
+        },
+        Replaying {
+            next: Option<Box<(S, Request<ReplayBody<B>>)>>,
+        },
+    }
+}
+
+/// A request waiting for a token, with the service made ready for it.
+pub(crate) struct Pending<S, B> {
+    pub(crate) svc: S,
+    pub(crate) parts: Parts,
+    pub(crate) first: ReplayBody<B>,
+    pub(crate) replayable: Option<Replayable<B>>,
+    pub(crate) cache: CachedProvider,
+}
+
+/// A request sent with token `generation`. The rare paths' state is boxed: the future stays
+/// small, and so does moving it.
+pub(crate) struct Tried<S, B> {
+    cache: CachedProvider,
+    generation: u64,
+    replay: Option<Box<Replay<S, B>>>,
+}
+
+/// What a replay needs: a service, the head without the credential, the body.
+pub(crate) struct Replay<S, B> {
+    svc: S,
+    parts: Parts,
+    replayable: Replayable<B>,
+    header: HeaderName,
+}
+
+impl<S, B> Replay<S, B> {
+    pub(crate) fn boxed(
+        svc: S,
+        parts: Parts,
+        replayable: Replayable<B>,
+        header: HeaderName,
+    ) -> Box<Replay<S, B>> {
+        Box::new(Replay {
+            svc,
+            parts,
+            replayable,
+            header,
+        })
+    }
+}
+
+impl<S, B> Tried<S, B> {
+    pub(crate) fn new(
+        cache: CachedProvider,
+        generation: u64,
+        replay: Option<Box<Replay<S, B>>>,
+    ) -> Tried<S, B> {
+        Tried {
+            cache,
+            generation,
+            replay,
+        }
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    pub(crate) fn inner(fut: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Inner { fut },
+        }
+    }
+
+    pub(crate) fn failed(error: Error) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn sending(fut: S::Future, tried: Tried<S, B>) -> Self {
+        ResponseFuture {
+            state: State::Sending {
+                fut,
+                tried: Some(tried),
+            },
+        }
+    }
+
+    pub(crate) fn acquiring(
+        acquire: BoxFuture<'static, Result<(HeaderValue, u64), Error>>,
+        pending: Pending<S, B>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Acquiring {
+                acquire,
+                pending: Some(Box::new(pending)),
+            },
+        }
+    }
+}
+
+fn done() -> BoxError {
+    "auth response future polled after completion".into()
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx).map_err(Into::into),
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().map_or_else(done, |e| Box::new(e))));
+                }
+                StateProj::Acquiring { acquire, pending } => {
+                    let acquired = ready!(acquire.as_mut().poll(cx));
+                    let Some(pending) = pending.take() else {
+                        return Poll::Ready(Err(done()));
+                    };
+                    let (value, generation) = match acquired {
+                        Ok(found) => found,
+                        Err(e) => {
+                            this.state.set(State::Failed { error: None });
+                            return Poll::Ready(Err(Box::new(e)));
+                        }
+                    };
+                    let Pending {
+                        mut svc,
+                        parts,
+                        first,
+                        replayable,
+                        cache,
+                    } = *pending;
+                    let saved = replayable.as_ref().map(|_| parts.clone());
+                    let mut req = Request::from_parts(parts, first);
+                    req.headers_mut().insert(cache.header_name().clone(), value);
+                    let fut = svc.call(req);
+                    let replay = match (saved, replayable) {
+                        (Some(parts), Some(replayable)) => {
+                            let header = cache.header_name().clone();
+                            Some(Replay::boxed(svc, parts, replayable, header))
+                        }
+                        _ => None,
+                    };
+                    let tried = Tried::new(cache, generation, replay);
+                    this.state.set(State::Sending {
+                        fut,
+                        tried: Some(tried),
+                    });
+                }
+                StateProj::Sending { fut, tried } => {
+                    let res = ready!(fut.poll(cx)).map_err(Into::into)?;
+                    if res.status() != StatusCode::UNAUTHORIZED {
+                        return Poll::Ready(Ok(res));
+                    }
+                    let Some(Tried {
+                        cache,
+                        generation,
+                        replay,
+                    }) = tried.take()
+                    else {
+                        return Poll::Ready(Ok(res));
+                    };
+                    let Some(replay) = replay else {
+                        cache.reject(generation);
+                        return Poll::Ready(Ok(res));
+                    };
+                    if let Err(reason) = replay.replayable.check() {
+                        cache.reject(generation);
+                        tracing::debug!(
+                            target: "flext_auth",
+                            %reason,
+                            "401 not replayed: the request body cannot be sent again"
+                        );
+                        return Poll::Ready(Ok(res));
+                    }
+                    let refresh =
+                        Box::pin(async move { cache.after_unauthorized(generation).await });
+                    this.state.set(State::Refreshing {
+                        refresh,
+                        held: Some(Box::new((*replay, res))),
+                    });
+                }
+                StateProj::Refreshing { refresh, held } => {
+                    let fresh = ready!(refresh.as_mut().poll(cx));
+                    let Some(held) = held.take() else {
+                        return Poll::Ready(Err(done()));
+                    };
+                    let (replay, res) = *held;
+                    let Some((value, _)) = fresh else {
+                        tracing::debug!(
+                            target: "flext_auth",
+                            "401 not replayed: no new credential"
+                        );
+                        return Poll::Ready(Ok(res));
+                    };
+                    let deadline = replay.parts.extensions.get::<Deadline>().copied();
+                    if deadline.is_some_and(Deadline::is_expired) {
+                        tracing::debug!(
+                            target: "flext_auth",
+                            "401 not replayed: the request's deadline has passed"
+                        );
+                        return Poll::Ready(Ok(res));
+                    }
+                    let body = match replay.replayable.body() {
+                        Ok(body) => body,
+                        Err(reason) => {
+                            tracing::debug!(
+                                target: "flext_auth",
+                                %reason,
+                                "401 not replayed: the request body cannot be sent again"
+                            );
+                            return Poll::Ready(Ok(res));
+                        }
+                    };
+                    drop(res);
+                    let mut parts = replay.parts;
+                    let attempt = parts
+                        .extensions
+                        .get::<Attempt>()
+                        .copied()
+                        .unwrap_or_default()
+                        .next();
+                    parts.extensions.insert(attempt);
+                    parts.headers.insert(replay.header, value);
+                    tracing::debug!(
+                        target: "flext_auth",
+                        attempt = attempt.number(),
+                        "401: replaying with a new credential"
+                    );
+                    let req = Request::from_parts(parts, body);
+                    this.state.set(State::Replaying {
+                        next: Some(Box::new((replay.svc, req))),
+                    });
+                }
+                StateProj::Replaying { next } => {
+                    let Some((svc, _)) = next.as_deref_mut() else {
+                        return Poll::Ready(Err(done()));
+                    };
+                    ready!(svc.poll_ready(cx)).map_err(Into::into)?;
+                    let Some((mut svc, req)) = next.take().map(|next| *next) else {
+                        return Poll::Ready(Err(done()));
+                    };
+                    let fut = svc.call(req);
+                    this.state.set(State::Inner { fut });
+                }
+            }
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Inner { .. } => "inner",
+            State::Failed { .. } => "failed",
+            State::Acquiring { .. } => "acquiring",
+            State::Sending { .. } => "sending",
+            State::Refreshing { .. } => "refreshing",
+            State::Replaying { .. } => "replaying",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
