@@ -1,0 +1,97 @@
+//! What a [`TraceLayer`](crate::TraceLayer) records and sends.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use tracing::Level;
+
+use crate::attributes::ErrorTypeFn;
+use crate::metrics::{HttpClientMetrics, MetricsRecorder};
+use crate::redact::Redaction;
+
+/// Which span a layer makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One `CLIENT` span per attempt: the layer sits inside retry, right above the connection
+    /// pool.
+    Attempt,
+    /// One `INTERNAL` span around the whole call, backoff included: the layer sits outside
+    /// retry, and attempt spans become its children.
+    Logical,
+}
+
+/// When the success event is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SuccessLevel {
+    /// Logical: INFO. Attempt: INFO, or DEBUG under a logical layer (which logs the call).
+    Auto,
+    Fixed(Option<Level>),
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) span_level: Level,
+    pub(crate) success_level: SuccessLevel,
+    pub(crate) failure_level: Option<Level>,
+    pub(crate) redaction: Redaction,
+    pub(crate) request_headers: Vec<HeaderName>,
+    pub(crate) response_headers: Vec<HeaderName>,
+    pub(crate) trace_context: bool,
+    pub(crate) request_id: Option<HeaderName>,
+    pub(crate) metrics: Option<HttpClientMetrics>,
+    pub(crate) recorder: Option<Arc<dyn MetricsRecorder>>,
+    pub(crate) error_type: Option<ErrorTypeFn>,
+}
+
+impl Config {
+    pub(crate) fn new(mode: Mode) -> Config {
+        Config {
+            mode,
+            span_level: Level::INFO,
+            success_level: SuccessLevel::Auto,
+            failure_level: Some(Level::WARN),
+            redaction: Redaction::new(),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            trace_context: true,
+            request_id: None,
+            metrics: None,
+            recorder: None,
+            error_type: None,
+        }
+    }
+
+    /// The level of the success event, knowing whether a logical layer is above.
+    pub(crate) fn success_level(&self, under_logical: bool) -> Option<Level> {
+        match (self.success_level, self.mode) {
+            (SuccessLevel::Fixed(level), _) => level,
+            (SuccessLevel::Auto, Mode::Attempt) if under_logical => Some(Level::DEBUG),
+            (SuccessLevel::Auto, _) => Some(Level::INFO),
+        }
+    }
+
+    pub(crate) fn records_metrics(&self) -> bool {
+        self.metrics.is_some() || self.recorder.is_some()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("span_level", &self.span_level)
+            .field("success_level", &self.success_level)
+            .field("failure_level", &self.failure_level)
+            .field("redaction", &self.redaction)
+            .field("request_headers", &self.request_headers)
+            .field("response_headers", &self.response_headers)
+            .field("trace_context", &self.trace_context)
+            .field("request_id", &self.request_id)
+            .field("metrics", &self.metrics)
+            .field("recorder", &self.recorder)
+            .field("error_type", &self.error_type.is_some())
+            .finish()
+    }
+}
