@@ -1,0 +1,423 @@
+//! [`ClientConfig`]: every setting of the client as plain, serde-readable data.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::serde_human;
+use crate::error::Error;
+
+/// The client's settings, loadable from TOML or JSON so that a service configures its client
+/// from a file. Durations are written like `"250ms"`, `"10s"`, `"1m30s"`; optional ones take
+/// `"off"`. Every field has a default, so a file names only what it changes; an unknown
+/// field is an error (a typo must not be silently ignored).
+///
+/// Secrets (credentials) are not part of it: set them on the [`ClientBuilder`](crate::ClientBuilder).
+///
+/// ```
+/// use std::time::Duration;
+/// use flext_api::ClientConfig;
+///
+/// let config = ClientConfig::from_toml(r#"
+///     base_url = "https://api.example.com/v1/"
+///     timeout = "5s"
+///     attempt_timeout = "2s"
+///
+///     [retry]
+///     max_retries = 2
+///
+///     [breaker]
+///     enabled = false
+/// "#).unwrap();
+/// assert_eq!(config.timeout, Duration::from_secs(5));
+/// assert_eq!(config.retry.max_retries, 2);
+/// assert!(!config.breaker.enabled);
+///
+/// let bad = ClientConfig::from_toml(r#"timeout = "soon""#).unwrap_err();
+/// assert!(bad.is_builder());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Relative request paths are joined to it. Default: none.
+    pub base_url: Option<String>,
+    /// The `User-Agent` header. Default: `flext/<version>`.
+    pub user_agent: Option<String>,
+    /// Headers added to every request that does not set them. Default: none.
+    pub default_headers: BTreeMap<String, String>,
+    /// Total time for a call, every attempt and backoff included. Default: 30 s.
+    #[serde(with = "serde_human")]
+    pub timeout: Duration,
+    /// Time for one attempt. Default: 10 s. Must not exceed `timeout`.
+    #[serde(with = "serde_human")]
+    pub attempt_timeout: Duration,
+    /// Time to open a TCP connection. Default: 10 s.
+    #[serde(with = "serde_human")]
+    pub connect_timeout: Duration,
+    /// Largest response body `bytes()`, `text()` and `json()` will read. Default: 64 MiB.
+    pub max_response_body: u64,
+    /// Which HTTP versions to speak. Default: `auto` (HTTP/2 when TLS ALPN says so).
+    pub protocol: HttpVersionPref,
+    /// Extra CA certificates (PEM files) to trust, for private PKI. Default: none.
+    pub ca_certs: Vec<PathBuf>,
+    /// Accept any server certificate. For development only; never in production.
+    pub danger_accept_invalid_certs: bool,
+    /// Redirects followed per call; 0 turns following off. Default: 10.
+    pub max_redirects: usize,
+    /// Retry settings.
+    pub retry: RetrySettings,
+    /// Circuit breaker settings.
+    pub breaker: BreakerSettings,
+    /// Connection pool settings.
+    pub pool: PoolSettings,
+    /// Tracing settings.
+    pub trace: TraceSettings,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            base_url: None,
+            user_agent: None,
+            default_headers: BTreeMap::new(),
+            timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_response_body: 64 * 1024 * 1024,
+            protocol: HttpVersionPref::Auto,
+            ca_certs: Vec::new(),
+            danger_accept_invalid_certs: false,
+            max_redirects: 10,
+            retry: RetrySettings::default(),
+            breaker: BreakerSettings::default(),
+            pool: PoolSettings::default(),
+            trace: TraceSettings::default(),
+        }
+    }
+}
+
+/// Which HTTP versions the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpVersionPref {
+    /// HTTP/2 over TLS when the server's ALPN picks it, else HTTP/1.1; HTTP/1.1 on plain http.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 without negotiation, also on plain http (h2c).
+    Http2PriorKnowledge,
+}
+
+/// Retry settings (see flext-retry for where each default comes from).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Whether to retry at all. Default: on.
+    pub enabled: bool,
+    /// Retries after the first attempt, at most 10. Default: 3.
+    pub max_retries: u32,
+    /// First backoff; it doubles each retry, with full jitter. Default: 100 ms.
+    #[serde(with = "serde_human")]
+    pub backoff_base: Duration,
+    /// Largest backoff. Default: 10 s.
+    #[serde(with = "serde_human")]
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured; a server asking for more gets its response returned.
+    /// Default: 60 s.
+    #[serde(with = "serde_human")]
+    pub max_retry_after: Duration,
+    /// Largest request body kept for replay. Default: 64 KiB.
+    pub max_replay_bytes: usize,
+    /// Retries may not exceed this share of requests... Default: 0.2.
+    pub budget_ratio: f64,
+    /// ...plus this many per second. Default: 10.
+    pub budget_min_per_second: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> RetrySettings {
+        RetrySettings {
+            enabled: true,
+            max_retries: 3,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+            max_replay_bytes: 64 * 1024,
+            budget_ratio: 0.2,
+            budget_min_per_second: 10,
+        }
+    }
+}
+
+/// Circuit breaker settings (see flext-breaker for where each default comes from).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Whether to use circuit breakers. Default: on.
+    pub enabled: bool,
+    /// Failures in a row that open a circuit. Default: 5.
+    pub consecutive_failures: u32,
+    /// Failure rate over the window that opens a circuit. Default: 0.5.
+    pub failure_rate: f64,
+    /// Calls the window must have seen before the rate counts. Default: 20.
+    pub minimum_calls: u32,
+    /// Length of the sliding window, in 1 s buckets. Default: 20 s, which is twice the
+    /// default attempt timeout (the client checks `window >= 2 x attempt_timeout`, as .NET's
+    /// standard resilience handler does: a shorter window cannot see slow failures).
+    #[serde(with = "serde_human")]
+    pub window: Duration,
+    /// First open time (jittered by 10%); it doubles after each failed probe. Default: 30 s.
+    #[serde(with = "serde_human")]
+    pub open_for: Duration,
+    /// Longest open time. Default: 5 min.
+    #[serde(with = "serde_human")]
+    pub max_open_for: Duration,
+    /// Calls let through when half-open. Default: 1.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> BreakerSettings {
+        BreakerSettings {
+            enabled: true,
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            minimum_calls: 20,
+            window: Duration::from_secs(20),
+            open_for: Duration::from_secs(30),
+            max_open_for: Duration::from_secs(300),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Connection pool settings (see flext-pool and `docs/pool-tuning.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Connections per origin. Default: 100.
+    pub max_connections_per_origin: usize,
+    /// Idle connections kept per origin. Default: 20.
+    pub max_idle_per_origin: usize,
+    /// Idle connections are closed after this. Default: 30 s.
+    #[serde(with = "serde_human::option")]
+    pub idle_timeout: Option<Duration>,
+    /// Connections are retired after this (jittered). Default: 5 min.
+    #[serde(with = "serde_human::option")]
+    pub max_lifetime: Option<Duration>,
+    /// HTTP/2 connections per origin when streams run out. Default: 4.
+    pub http2_max_connections_per_origin: usize,
+    /// Requests waiting for a connection per origin. Default: 1,024.
+    pub max_waiters_per_origin: usize,
+    /// Longest wait for a connection. Default: 30 s.
+    #[serde(with = "serde_human")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> PoolSettings {
+        PoolSettings {
+            max_connections_per_origin: 100,
+            max_idle_per_origin: 20,
+            idle_timeout: Some(Duration::from_secs(30)),
+            max_lifetime: Some(Duration::from_secs(300)),
+            http2_max_connections_per_origin: 4,
+            max_waiters_per_origin: 1024,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Tracing settings (see flext-trace and `docs/observability.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSettings {
+    /// Spans and metrics. Default: on.
+    pub enabled: bool,
+    /// Inject W3C `traceparent`. Default: on.
+    pub propagate: bool,
+}
+
+impl Default for TraceSettings {
+    fn default() -> TraceSettings {
+        TraceSettings {
+            enabled: true,
+            propagate: true,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Reads a configuration from TOML text.
+    ///
+    /// # Errors
+    ///
+    /// A builder error naming the problem (syntax, unknown field, bad duration), or a
+    /// setting that fails [`validate`](Self::validate).
+    pub fn from_toml(text: &str) -> Result<ClientConfig, Error> {
+        let config: ClientConfig =
+            toml::from_str(text).map_err(|e| Error::builder("config", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a configuration from JSON text.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml`](Self::from_toml).
+    pub fn from_json(text: &str) -> Result<ClientConfig, Error> {
+        let config: ClientConfig =
+            serde_json::from_str(text).map_err(|e| Error::builder("config", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the configuration as TOML.
+    ///
+    /// # Errors
+    ///
+    /// Only if serialisation fails, which these types do not cause.
+    pub fn to_toml(&self) -> Result<String, Error> {
+        toml::to_string(self).map_err(|e| Error::builder("config", e.to_string()))
+    }
+
+    /// Checks the settings against each other, as .NET's standard resilience handler does.
+    ///
+    /// # Errors
+    ///
+    /// A builder error naming the first setting that is out of bounds.
+    pub fn validate(&self) -> Result<(), Error> {
+        fn check(ok: bool, setting: &'static str, why: String) -> Result<(), Error> {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::builder(setting, why))
+            }
+        }
+        let d = crate::duration::format;
+        check(
+            !self.timeout.is_zero(),
+            "timeout",
+            "must be above zero".into(),
+        )?;
+        check(
+            !self.attempt_timeout.is_zero(),
+            "attempt_timeout",
+            "must be above zero".into(),
+        )?;
+        check(
+            self.attempt_timeout <= self.timeout,
+            "attempt_timeout",
+            format!(
+                "must be at most timeout ({} > {})",
+                d(self.attempt_timeout),
+                d(self.timeout)
+            ),
+        )?;
+        check(
+            !self.connect_timeout.is_zero(),
+            "connect_timeout",
+            "must be above zero".into(),
+        )?;
+        let r = &self.retry;
+        check(
+            r.max_retries <= flext_retry::MAX_RETRIES,
+            "retry.max_retries",
+            format!("must be at most {}", flext_retry::MAX_RETRIES),
+        )?;
+        check(
+            r.backoff_base <= r.backoff_max,
+            "retry.backoff_base",
+            "must be at most retry.backoff_max".into(),
+        )?;
+        check(
+            (0.0..=1.0).contains(&r.budget_ratio),
+            "retry.budget_ratio",
+            "must be between 0 and 1".into(),
+        )?;
+        let b = &self.breaker;
+        if b.enabled {
+            check(
+                b.window >= self.attempt_timeout.saturating_mul(2),
+                "breaker.window",
+                format!(
+                    "must be at least twice attempt_timeout ({} < 2 x {})",
+                    d(b.window),
+                    d(self.attempt_timeout)
+                ),
+            )?;
+            check(
+                b.failure_rate > 0.0 && b.failure_rate <= 1.0,
+                "breaker.failure_rate",
+                "must be above 0 and at most 1".into(),
+            )?;
+            check(
+                b.consecutive_failures > 0,
+                "breaker.consecutive_failures",
+                "must be above zero".into(),
+            )?;
+            check(
+                b.half_open_probes > 0,
+                "breaker.half_open_probes",
+                "must be above zero".into(),
+            )?;
+            check(
+                b.open_for <= b.max_open_for,
+                "breaker.open_for",
+                "must be at most breaker.max_open_for".into(),
+            )?;
+        }
+        let p = &self.pool;
+        check(
+            p.max_connections_per_origin > 0,
+            "pool.max_connections_per_origin",
+            "must be above zero".into(),
+        )?;
+        check(
+            p.http2_max_connections_per_origin > 0,
+            "pool.http2_max_connections_per_origin",
+            "must be above zero".into(),
+        )?;
+        if let Some(base) = &self.base_url {
+            crate::url::BaseUrl::parse(base)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml_and_json() {
+        let c = ClientConfig::default();
+        c.validate().unwrap();
+        let text = c.to_toml().unwrap();
+        assert_eq!(ClientConfig::from_toml(&text).unwrap(), c);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(ClientConfig::from_json(&json).unwrap(), c);
+        assert!(text.contains("timeout = \"30s\""), "{text}");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = ClientConfig::from_toml("attempt_timeout = \"40s\"").unwrap_err();
+        assert!(e.is_builder());
+        assert!(e.to_string().contains("attempt_timeout"), "{e}");
+        let e = ClientConfig::from_toml("[breaker]\nwindow = \"5s\"").unwrap_err();
+        assert!(e.to_string().contains("breaker.window"), "{e}");
+        let e = ClientConfig::from_toml("[retry]\nmax_retries = 11").unwrap_err();
+        assert!(e.to_string().contains("retry.max_retries"), "{e}");
+        let e = ClientConfig::from_toml("timeuot = \"1s\"").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = ClientConfig::from_json("{\"pool\": {\"idle_timeout\": \"never\"}}").unwrap_err();
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+        let off = ClientConfig::from_json("{\"pool\": {\"idle_timeout\": \"off\"}}").unwrap();
+        assert_eq!(off.pool.idle_timeout, None);
+    }
+}

@@ -1,0 +1,305 @@
+//! Health and metrics snapshots of a [`Client`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use flext_breaker::State;
+use serde::Serialize;
+
+use crate::client::Client;
+
+/// A client's health: per origin, the breaker and the pool; the retry budget; request counts.
+/// Serialize it (JSON, say) to serve it from a health endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// One entry per origin the client has talked to (pool or breaker).
+    pub origins: Vec<OriginHealth>,
+    /// The retry layer's figures, when retrying is on.
+    pub retry: Option<RetryHealth>,
+    /// Requests seen by the attempt trace layer, when tracing is on.
+    pub requests: Option<RequestCounts>,
+}
+
+/// One origin's breaker and pool figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginHealth {
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// `closed`, `open`, `half-open`, `forced-open` or `disabled`; `None` without breakers.
+    pub breaker_state: Option<&'static str>,
+    /// When open: milliseconds until the next probe.
+    pub breaker_open_remaining_ms: Option<u64>,
+    /// Failure rate over the breaker's window.
+    pub breaker_failure_rate: Option<f64>,
+    /// Calls the breaker refused.
+    pub breaker_rejected: Option<u64>,
+    /// `http1`, `http2` or `unknown`.
+    pub protocol: Option<&'static str>,
+    /// Open HTTP/1.1 connections.
+    pub http1_connections: usize,
+    /// Open HTTP/2 connections.
+    pub http2_connections: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Connections in use.
+    pub in_use: usize,
+    /// Requests waiting for a connection.
+    pub waiters: usize,
+    /// HTTP/2 streams in flight.
+    pub http2_streams_in_flight: usize,
+    /// Connections opened so far.
+    pub connections_opened: u64,
+    /// Requests that reused a pooled connection.
+    pub connections_reused: u64,
+}
+
+/// The retry layer's counters and budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryHealth {
+    /// Requests seen.
+    pub requests: u64,
+    /// Attempts made.
+    pub attempts: u64,
+    /// Retries made.
+    pub retries: u64,
+    /// Retries refused because the budget was empty.
+    pub budget_exhausted: u64,
+    /// Retries the budget would allow now.
+    pub budget_available: u64,
+}
+
+/// Request counts from the trace layer's metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestCounts {
+    /// Attempts recorded.
+    pub total: u64,
+    /// By status class (`2xx`, `4xx`, ...).
+    pub by_status_class: BTreeMap<&'static str, u64>,
+    /// By `error.type`.
+    pub by_error_type: BTreeMap<String, u64>,
+}
+
+fn state_gauge(state: State) -> u8 {
+    match state {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+        State::ForcedOpen => 3,
+        State::Disabled => 4,
+    }
+}
+
+fn protocol_name(p: flext_pool::Protocol) -> &'static str {
+    match p {
+        flext_pool::Protocol::Http1 => "http1",
+        flext_pool::Protocol::Http2 => "http2",
+        _ => "unknown",
+    }
+}
+
+impl Health {
+    pub(crate) fn collect(client: &Client) -> Health {
+        let mut origins: BTreeMap<String, OriginHealth> = BTreeMap::new();
+        for o in client.pool_metrics().origins {
+            let key = o.origin.to_string();
+            origins.insert(
+                key.clone(),
+                OriginHealth {
+                    origin: key,
+                    breaker_state: None,
+                    breaker_open_remaining_ms: None,
+                    breaker_failure_rate: None,
+                    breaker_rejected: None,
+                    protocol: Some(protocol_name(o.protocol)),
+                    http1_connections: o.http1_connections,
+                    http2_connections: o.http2_connections,
+                    idle: o.idle,
+                    in_use: o.in_use,
+                    waiters: o.waiters,
+                    http2_streams_in_flight: o.http2_streams_in_flight,
+                    connections_opened: o.counters.opened_http1 + o.counters.opened_http2,
+                    connections_reused: o.counters.reused,
+                },
+            );
+        }
+        if let Some(handle) = client.stack().breakers() {
+            for (origin, snap) in handle.snapshots() {
+                let key = origin.to_string();
+                let entry = origins.entry(key.clone()).or_insert_with(|| OriginHealth {
+                    origin: key,
+                    breaker_state: None,
+                    breaker_open_remaining_ms: None,
+                    breaker_failure_rate: None,
+                    breaker_rejected: None,
+                    protocol: None,
+                    http1_connections: 0,
+                    http2_connections: 0,
+                    idle: 0,
+                    in_use: 0,
+                    waiters: 0,
+                    http2_streams_in_flight: 0,
+                    connections_opened: 0,
+                    connections_reused: 0,
+                });
+                entry.breaker_state = Some(snap.state.as_str());
+                entry.breaker_open_remaining_ms = snap
+                    .open_remaining
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                entry.breaker_failure_rate = Some(snap.failure_rate);
+                entry.breaker_rejected = Some(snap.rejected);
+            }
+        }
+        let retry = client.stack().retry().map(|r| {
+            let m = r.metrics();
+            RetryHealth {
+                requests: m.requests,
+                attempts: m.attempts,
+                retries: m.retries,
+                budget_exhausted: m.budget_exhausted,
+                budget_available: m.budget_available,
+            }
+        });
+        let requests = client.stack().metrics().map(|m| {
+            let s = m.snapshot();
+            RequestCounts {
+                total: s.request_count(),
+                by_status_class: s.count_by_status_class(),
+                by_error_type: s.count_by_error_type(),
+            }
+        });
+        Health {
+            origins: origins.into_values().collect(),
+            retry,
+            requests,
+        }
+    }
+}
+
+/// Prometheus text: the trace layer's request metrics, then pool, breaker and retry gauges.
+pub(crate) fn metrics_text(client: &Client) -> String {
+    let mut out = client
+        .stack()
+        .metrics()
+        .map(|m| m.prometheus())
+        .unwrap_or_default();
+    let pool = client.pool_metrics();
+    let _ = writeln!(
+        out,
+        "# HELP flext_pool_connections Open connections per origin and protocol."
+    );
+    let _ = writeln!(out, "# TYPE flext_pool_connections gauge");
+    for o in &pool.origins {
+        let origin = escape(&o.origin.to_string());
+        let _ = writeln!(
+            out,
+            "flext_pool_connections{{origin=\"{origin}\",protocol=\"http1\"}} {}",
+            o.http1_connections
+        );
+        let _ = writeln!(
+            out,
+            "flext_pool_connections{{origin=\"{origin}\",protocol=\"http2\"}} {}",
+            o.http2_connections
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flext_pool_idle_connections Idle connections per origin."
+    );
+    let _ = writeln!(out, "# TYPE flext_pool_idle_connections gauge");
+    for o in &pool.origins {
+        let _ = writeln!(
+            out,
+            "flext_pool_idle_connections{{origin=\"{}\"}} {}",
+            escape(&o.origin.to_string()),
+            o.idle
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flext_pool_waiters Requests waiting for a connection per origin."
+    );
+    let _ = writeln!(out, "# TYPE flext_pool_waiters gauge");
+    for o in &pool.origins {
+        let _ = writeln!(
+            out,
+            "flext_pool_waiters{{origin=\"{}\"}} {}",
+            escape(&o.origin.to_string()),
+            o.waiters
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flext_pool_connections_opened_total Connections opened per origin."
+    );
+    let _ = writeln!(out, "# TYPE flext_pool_connections_opened_total counter");
+    for o in &pool.origins {
+        let _ = writeln!(
+            out,
+            "flext_pool_connections_opened_total{{origin=\"{}\"}} {}",
+            escape(&o.origin.to_string()),
+            o.counters.opened_http1 + o.counters.opened_http2
+        );
+    }
+    if let Some(handle) = client.stack().breakers() {
+        let _ = writeln!(
+            out,
+            "# HELP flext_breaker_state Breaker state per origin: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled."
+        );
+        let _ = writeln!(out, "# TYPE flext_breaker_state gauge");
+        for (origin, snap) in handle.snapshots() {
+            let _ = writeln!(
+                out,
+                "flext_breaker_state{{origin=\"{}\"}} {}",
+                escape(&origin.to_string()),
+                state_gauge(snap.state)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flext_breaker_rejected_total Calls refused by an open circuit per origin."
+        );
+        let _ = writeln!(out, "# TYPE flext_breaker_rejected_total counter");
+        for (origin, snap) in handle.snapshots() {
+            let _ = writeln!(
+                out,
+                "flext_breaker_rejected_total{{origin=\"{}\"}} {}",
+                escape(&origin.to_string()),
+                snap.rejected
+            );
+        }
+    }
+    if let Some(retry) = client.stack().retry() {
+        let m = retry.metrics();
+        for (name, kind, help, value) in [
+            (
+                "flext_retry_retries_total",
+                "counter",
+                "Retries made.",
+                m.retries,
+            ),
+            (
+                "flext_retry_budget_exhausted_total",
+                "counter",
+                "Retries refused by an empty budget.",
+                m.budget_exhausted,
+            ),
+            (
+                "flext_retry_budget_available",
+                "gauge",
+                "Retries the budget allows now.",
+                m.budget_available,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+    out
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,251 @@
+//! The default stack: every flext layer, in the order of `docs/architecture.md`, over any
+//! inner HTTP service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flext_auth::AuthLayer;
+use flext_breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
+use flext_core::{BoxError, Origin, ReplayBody};
+use flext_retry::{Backoff, Budget, Jitter, RetryLayer};
+use flext_trace::{HttpClientMetrics, TraceLayer};
+use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_http::follow_redirect::FollowRedirectLayer;
+
+use crate::body::Body;
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::redirect::RedirectPolicy;
+use crate::timeout::{AttemptTimeoutLayer, TotalTimeoutLayer};
+
+/// The request body an attempt carries below the retry and auth layers: the caller's
+/// [`Body`], kept for replay by retry, then by auth's 401 replay.
+pub type AttemptBody = ReplayBody<ReplayBody<Body>>;
+
+/// A type-erased attempt-level service, the type custom layers wrap (see
+/// [`ClientBuilder::layer`](crate::ClientBuilder::layer)).
+pub type AttemptService<ResB> = BoxCloneSyncService<Request<AttemptBody>, Response<ResB>, BoxError>;
+
+/// The whole stack as one service from caller requests to responses.
+pub type StackService<ResB> = BoxCloneSyncService<Request<Body>, Response<ResB>, BoxError>;
+
+pub(crate) type BoxedLayerFn<ResB> =
+    Arc<dyn Fn(AttemptService<ResB>) -> AttemptService<ResB> + Send + Sync>;
+
+/// The layers of the default stack, built from a [`ClientConfig`], with their shared state
+/// (retry budget, breakers, metrics). Put them over any inner service with
+/// [`Stack::layer`]; every service made from one `Stack` shares that state.
+///
+/// Outermost first: redirects, logical trace span, total timeout, retry, auth, custom
+/// layers, breaker, attempt trace span, attempt timeout, then the inner service.
+///
+/// ```
+/// use flext_api::{ClientConfig, stack};
+/// use bytes::Bytes;
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layers = stack(&ClientConfig::default())?;
+/// let inner = service_fn(|_req: http::Request<flext_api::AttemptBody>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from("hi"))))
+/// });
+/// let svc = layers.layer(inner);
+/// let res = svc.oneshot(http::Request::get("http://example.test/").body(flext_api::Body::empty())?).await?;
+/// assert_eq!(res.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Stack<ResB = crate::response::ResponseBody> {
+    config: ClientConfig,
+    retry: Option<RetryLayer>,
+    breaker: Option<BreakerLayer>,
+    auth: Option<AuthLayer>,
+    metrics: Option<HttpClientMetrics>,
+    custom: Vec<BoxedLayerFn<ResB>>,
+}
+
+impl<ResB> Clone for Stack<ResB> {
+    fn clone(&self) -> Self {
+        Stack {
+            config: self.config.clone(),
+            retry: self.retry.clone(),
+            breaker: self.breaker.clone(),
+            auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
+            custom: self.custom.clone(),
+        }
+    }
+}
+
+impl<ResB> fmt::Debug for Stack<ResB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("retry", &self.retry.is_some())
+            .field("breaker", &self.breaker.is_some())
+            .field("auth", &self.auth.is_some())
+            .field("trace", &self.metrics.is_some())
+            .field("custom_layers", &self.custom.len())
+            .finish()
+    }
+}
+
+/// The default stack's layers for `config`, to put over another inner service (hyper-util's
+/// client, a tonic channel, a test double).
+///
+/// # Errors
+///
+/// A builder error naming the first invalid setting.
+pub fn stack<ResB>(config: &ClientConfig) -> Result<Stack<ResB>, Error>
+where
+    ResB: http_body::Body + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    Stack::new(config, None)
+}
+
+impl<ResB> Stack<ResB>
+where
+    ResB: http_body::Body + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    pub(crate) fn new(
+        config: &ClientConfig,
+        auth: Option<AuthLayer>,
+    ) -> Result<Stack<ResB>, Error> {
+        config.validate()?;
+        let retry = if config.retry.enabled && config.retry.max_retries > 0 {
+            Some(retry_layer(config)?)
+        } else {
+            None
+        };
+        let breaker = if config.breaker.enabled {
+            Some(breaker_layer(config)?)
+        } else {
+            None
+        };
+        let metrics = config.trace.enabled.then(HttpClientMetrics::new);
+        Ok(Stack {
+            config: config.clone(),
+            retry,
+            breaker,
+            auth,
+            metrics,
+            custom: Vec::new(),
+        })
+    }
+
+    pub(crate) fn push_layer(&mut self, f: BoxedLayerFn<ResB>) {
+        self.custom.push(f);
+    }
+
+    /// The retry layer, when retries are on (its metrics hold the budget balance).
+    pub fn retry(&self) -> Option<&RetryLayer> {
+        self.retry.as_ref()
+    }
+
+    /// The breakers' control handle, when breakers are on.
+    pub fn breakers(&self) -> Option<BreakerHandle<Origin>> {
+        self.breaker.as_ref().map(BreakerLayer::handle)
+    }
+
+    /// The request metrics recorder, when tracing is on.
+    pub fn metrics(&self) -> Option<&HttpClientMetrics> {
+        self.metrics.as_ref()
+    }
+
+    /// Puts the stack over `inner`, an HTTP service taking attempt requests.
+    pub fn layer<S>(&self, inner: S) -> StackService<ResB>
+    where
+        S: Service<Request<AttemptBody>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let c = &self.config;
+        // Below the breaker: the attempt span and the attempt timeout.
+        let trace_attempt = self.metrics.as_ref().map(|m| {
+            TraceLayer::attempt()
+                .metrics(m.clone())
+                .trace_context(c.trace.propagate)
+        });
+        let attempt = ServiceBuilder::new()
+            .option_layer(self.breaker.clone())
+            .map_err(Into::<BoxError>::into)
+            .option_layer(trace_attempt)
+            .layer(AttemptTimeoutLayer::new(c.attempt_timeout))
+            .service(inner);
+        let mut attempt: AttemptService<ResB> =
+            BoxCloneSyncService::new(attempt.map_err(Into::into));
+        // Custom layers see every attempt, with credentials, above the breaker (so they see
+        // its rejections too).
+        for f in self.custom.iter().rev() {
+            attempt = f(attempt);
+        }
+        // Auth (or a pass-through that keeps the body type the same).
+        let authed: BoxCloneSyncService<Request<ReplayBody<Body>>, Response<ResB>, BoxError> =
+            match &self.auth {
+                Some(auth) => BoxCloneSyncService::new(auth.layer(attempt).map_err(Into::into)),
+                None => BoxCloneSyncService::new(
+                    attempt.map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once)),
+                ),
+            };
+        let retried: StackService<ResB> = match &self.retry {
+            Some(retry) => BoxCloneSyncService::new(retry.layer(authed).map_err(Into::into)),
+            None => BoxCloneSyncService::new(
+                authed.map_request(|req: Request<Body>| req.map(ReplayBody::once)),
+            ),
+        };
+        let trace_logical = self
+            .metrics
+            .as_ref()
+            .map(|_| TraceLayer::logical().trace_context(false));
+        let outer = ServiceBuilder::new()
+            .option_layer(trace_logical)
+            .layer(TotalTimeoutLayer::new(c.timeout))
+            .service(retried);
+        let outer = outer.map_err(Into::<BoxError>::into);
+        if c.max_redirects > 0 {
+            let redirects = FollowRedirectLayer::with_policy(RedirectPolicy::new(c.max_redirects));
+            BoxCloneSyncService::new(redirects.layer(outer))
+        } else {
+            BoxCloneSyncService::new(outer)
+        }
+    }
+}
+
+fn retry_layer(c: &ClientConfig) -> Result<RetryLayer, Error> {
+    let r = &c.retry;
+    let backoff = Backoff::exponential(r.backoff_base, r.backoff_max).with_jitter(Jitter::Full);
+    let budget = Budget::new(
+        r.budget_ratio,
+        r.budget_min_per_second,
+        Duration::from_secs(10),
+    );
+    RetryLayer::builder()
+        .max_retries(r.max_retries)
+        .backoff(backoff)
+        .budget(budget)
+        .max_retry_after(r.max_retry_after)
+        .max_replay_bytes(r.max_replay_bytes)
+        .build()
+        .map_err(|e| Error::builder_source("retry", e))
+}
+
+fn breaker_layer(c: &ClientConfig) -> Result<BreakerLayer, Error> {
+    let b = &c.breaker;
+    let buckets = u32::try_from(b.window.as_secs().max(1)).unwrap_or(u32::MAX);
+    let config = BreakerConfig::default()
+        .consecutive_failures(b.consecutive_failures)
+        .failure_rate(b.failure_rate, b.minimum_calls)
+        .window(b.window, buckets)
+        .open_duration(b.open_for)
+        .max_open_duration(b.max_open_for)
+        .half_open_probes(b.half_open_probes);
+    BreakerLayer::builder()
+        .config(config)
+        .build()
+        .map_err(|e| Error::builder_source("breaker", e))
+}

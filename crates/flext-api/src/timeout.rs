@@ -1,0 +1,244 @@
+//! The two timeouts of the default stack: total (sets the [`Deadline`]) and per attempt.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use flext_core::{BoxError, Deadline, Sent, TransportError};
+use http::Request;
+use pin_project_lite::pin_project;
+use tokio::time::{Sleep, sleep_until};
+use tower::{Layer, Service};
+
+/// The error of a call that ran past its total timeout (or the request's own deadline).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TotalTimeoutElapsed {
+    pub(crate) after: Duration,
+}
+
+impl fmt::Display for TotalTimeoutElapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "total timeout of {} elapsed",
+            crate::duration::format(self.after)
+        )
+    }
+}
+
+impl StdError for TotalTimeoutElapsed {}
+
+/// What the timeout future returns when time runs out.
+#[derive(Debug, Clone, Copy)]
+enum OnElapsed {
+    Total(Duration),
+    Attempt,
+}
+
+impl OnElapsed {
+    fn error(self) -> BoxError {
+        match self {
+            OnElapsed::Total(after) => Box::new(TotalTimeoutElapsed { after }),
+            // The attempt may have reached the server: retry resends it only when idempotent.
+            OnElapsed::Attempt => Box::new(TransportError::timeout(Sent::Maybe)),
+        }
+    }
+}
+
+/// Sets a [`Deadline`] `timeout` from now on each request (or keeps the request's own, when
+/// earlier) and fails the call with a timeout error when it passes. Placed above retry, so
+/// that backoff sleeps count and retry never sleeps past it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TotalTimeoutLayer {
+    timeout: Duration,
+}
+
+impl TotalTimeoutLayer {
+    pub(crate) fn new(timeout: Duration) -> TotalTimeoutLayer {
+        TotalTimeoutLayer { timeout }
+    }
+}
+
+impl<S> Layer<S> for TotalTimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            mode: Mode::Total(self.timeout),
+        }
+    }
+}
+
+/// Bounds each attempt by `timeout`, or by what is left of the request's [`Deadline`] when
+/// that is sooner. An attempt that runs out fails with a `flext_core::TransportError` of kind
+/// timeout (may have been sent), which the layers above classify like any other timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptTimeoutLayer {
+    timeout: Duration,
+}
+
+impl AttemptTimeoutLayer {
+    pub(crate) fn new(timeout: Duration) -> AttemptTimeoutLayer {
+        AttemptTimeoutLayer { timeout }
+    }
+}
+
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            mode: Mode::Attempt(self.timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Total(Duration),
+    Attempt(Duration),
+}
+
+/// The service of both timeout layers.
+#[derive(Debug, Clone)]
+pub(crate) struct Timeout<S> {
+    inner: S,
+    mode: Mode,
+}
+
+impl<S, B> Service<Request<B>> for Timeout<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let existing = Deadline::of(&req);
+        let (deadline, on_elapsed) = match self.mode {
+            Mode::Total(timeout) => {
+                let own = Deadline::after(timeout);
+                let deadline = existing.map_or(own, |d| d.min(own));
+                req.extensions_mut().insert(deadline);
+                let after = deadline
+                    .instant()
+                    .saturating_duration_since(tokio::time::Instant::now());
+                (deadline, OnElapsed::Total(after))
+            }
+            Mode::Attempt(timeout) => {
+                let own = Deadline::after(timeout);
+                (existing.map_or(own, |d| d.min(own)), OnElapsed::Attempt)
+            }
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            sleep: sleep_until(deadline.instant()),
+            on_elapsed,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of the timeout layers.
+    pub(crate) struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Sleep,
+        on_elapsed: OnElapsed,
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            return Poll::Ready(out.map_err(Into::into));
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(this.on_elapsed.error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::{ServiceExt, service_fn};
+
+    fn slow(
+        d: Duration,
+    ) -> impl Service<Request<()>, Response = Option<Deadline>, Error = Infallible, Future: Send> + Clone
+    {
+        service_fn(move |req: Request<()>| async move {
+            tokio::time::sleep(d).await;
+            Ok::<_, Infallible>(Deadline::of(&req))
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn total_timeout_sets_the_deadline_and_fires() {
+        let svc =
+            TotalTimeoutLayer::new(Duration::from_secs(2)).layer(slow(Duration::from_secs(1)));
+        let deadline = svc
+            .clone()
+            .oneshot(Request::new(()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(deadline.remaining() <= Duration::from_secs(1));
+
+        let svc =
+            TotalTimeoutLayer::new(Duration::from_secs(2)).layer(slow(Duration::from_secs(5)));
+        let start = tokio::time::Instant::now();
+        let err = svc.oneshot(Request::new(())).await.unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert!(err.downcast_ref::<TotalTimeoutElapsed>().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_deadline_that_is_sooner_wins() {
+        let svc =
+            TotalTimeoutLayer::new(Duration::from_secs(30)).layer(slow(Duration::from_secs(5)));
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(Deadline::after(Duration::from_millis(300)));
+        let start = tokio::time::Instant::now();
+        assert!(svc.oneshot(req).await.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempt_timeout_is_a_transport_timeout_bounded_by_the_deadline() {
+        let svc =
+            AttemptTimeoutLayer::new(Duration::from_secs(10)).layer(slow(Duration::from_secs(60)));
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(Deadline::after(Duration::from_secs(3)));
+        let start = tokio::time::Instant::now();
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        let t = TransportError::find(&*err).unwrap();
+        assert!(t.is_timeout());
+        assert_eq!(t.sent(), Sent::Maybe);
+    }
+}

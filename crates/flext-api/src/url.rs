@@ -1,0 +1,151 @@
+//! Base URLs and joining relative request paths to them.
+
+use http::Uri;
+use http::uri::{PathAndQuery, Scheme};
+
+use crate::error::Error;
+
+/// An absolute `http`/`https` URL that relative request paths are joined to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BaseUrl {
+    uri: Uri,
+}
+
+impl BaseUrl {
+    pub(crate) fn parse(text: &str) -> Result<BaseUrl, Error> {
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| Error::builder("base_url", format!("{text:?} is not a valid url: {e}")))?;
+        match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => {}
+            _ => {
+                return Err(Error::builder(
+                    "base_url",
+                    format!("{text:?} must be an absolute http or https url"),
+                ));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(Error::builder("base_url", format!("{text:?} has no host")));
+        }
+        if uri.query().is_some() {
+            return Err(Error::builder(
+                "base_url",
+                format!("{text:?} must not have a query"),
+            ));
+        }
+        Ok(BaseUrl { uri })
+    }
+
+    /// Resolves `reference` against the base as a browser would (RFC 3986 §5.2, without
+    /// dot-segment removal): an absolute URL stands alone; `/path` replaces the base's path;
+    /// `path` is appended to the base's path up to its last `/` (so a base of
+    /// `https://api/v1/` and `items` give `https://api/v1/items`).
+    #[cfg(test)]
+    pub(crate) fn join(&self, reference: &str) -> Result<Uri, Error> {
+        join(Some(self), reference)
+    }
+}
+
+/// Resolves a request target: an absolute URL, or a path joined to `base`.
+pub(crate) fn join(base: Option<&BaseUrl>, reference: &str) -> Result<Uri, Error> {
+    if let Ok(uri) = reference.parse::<Uri>()
+        && uri.scheme().is_some()
+    {
+        return check_absolute(uri, reference);
+    }
+    let Some(base) = base else {
+        return Err(Error::request(format!(
+            "{reference:?} is not an absolute url and the client has no base_url"
+        )));
+    };
+    let base_path = base.uri.path();
+    let path_and_query = if reference.starts_with('/') {
+        reference.to_string()
+    } else {
+        let dir = match base_path.rfind('/') {
+            Some(i) => &base_path[..=i],
+            None => "/",
+        };
+        format!("{dir}{reference}")
+    };
+    let pq: PathAndQuery = path_and_query
+        .parse()
+        .map_err(|e| Error::request(format!("{reference:?} is not a valid path: {e}")))?;
+    let mut parts = base.uri.clone().into_parts();
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).map_err(|e| Error::request(format!("{reference:?}: {e}")))
+}
+
+fn check_absolute(uri: Uri, text: &str) -> Result<Uri, Error> {
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
+        Some("http" | "https") => Err(Error::request(format!("{text:?} has no host"))),
+        _ => Err(Error::request(format!(
+            "{text:?}: only http and https urls are supported"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn j(base: &str, r: &str) -> String {
+        BaseUrl::parse(base).unwrap().join(r).unwrap().to_string()
+    }
+
+    #[test]
+    fn joins_like_a_browser() {
+        assert_eq!(
+            j("https://api.example.com/v1/", "items?x=1"),
+            "https://api.example.com/v1/items?x=1"
+        );
+        assert_eq!(
+            j("https://api.example.com/v1", "items"),
+            "https://api.example.com/items"
+        );
+        assert_eq!(
+            j("https://api.example.com/v1/", "/health"),
+            "https://api.example.com/health"
+        );
+        assert_eq!(
+            j("https://api.example.com", "a/b"),
+            "https://api.example.com/a/b"
+        );
+        assert_eq!(
+            j("https://api.example.com/v1/", "http://other:8080/x"),
+            "http://other:8080/x"
+        );
+    }
+
+    #[test]
+    fn typed_errors() {
+        assert!(BaseUrl::parse("not a url").unwrap_err().is_builder());
+        assert!(BaseUrl::parse("ftp://x/").unwrap_err().is_builder());
+        assert!(BaseUrl::parse("/relative").unwrap_err().is_builder());
+        assert!(join(None, "/relative").unwrap_err().is_request());
+        assert!(join(None, "ftp://x/y").unwrap_err().is_request());
+        let base = BaseUrl::parse("https://api/").unwrap();
+        assert!(base.join("bad path with spaces").unwrap_err().is_request());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(base in "\\PC{0,30}", reference in "\\PC{0,30}") {
+            if let Ok(b) = BaseUrl::parse(&base) {
+                let _ = b.join(&reference);
+            }
+            let _ = join(None, &reference);
+        }
+
+        #[test]
+        fn relative_paths_stay_on_the_base_origin(seg in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,3}") {
+            let base = BaseUrl::parse("https://api.example.com:8443/v1/").unwrap();
+            let uri = base.join(&seg).unwrap();
+            prop_assert_eq!(uri.authority().map(|a| a.as_str()), Some("api.example.com:8443"));
+            prop_assert_eq!(uri.path(), format!("/v1/{seg}"));
+        }
+    }
+}
