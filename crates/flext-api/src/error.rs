@@ -323,7 +323,7 @@ impl fmt::Display for Error {
             Kind::Decode(why) => write!(f, "cannot decode the response body: {why}")?,
             Kind::Body => f.write_str("cannot read the response body")?,
             Kind::TooLarge(limit) => {
-                write!(f, "response body larger than the limit of {limit} bytes")?
+                write!(f, "response body larger than the limit of {limit} bytes")?;
             }
         }
         if let Some(url) = &self.inner.url {
