@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use flext_core::{BoxError, Origin, ReplayBody, Replayable};
+use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body::Body;
@@ -193,7 +194,7 @@ where
     match found {
         Some((value, generation)) => {
             // The head is kept without the credential: a replay gets a new one.
-            let saved = replayable.as_ref().map(|_| parts.clone());
+            let saved = replayable.as_ref().map(|_| head_copy(&parts));
             let mut req = Request::from_parts(parts, first);
             req.headers_mut().insert(cache.header_name(), value);
             let fut = inner.call(req);
@@ -224,6 +225,21 @@ where
             )
         }
     }
+}
+
+/// A copy of the request head for a replay. A header map with no entries is not cloned (its
+/// clone would allocate a table for nothing): the copy gets an empty map, which allocates
+/// only if a replay inserts into it.
+fn head_copy(parts: &Parts) -> Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    if !parts.headers.is_empty() {
+        copy.headers = parts.headers.clone();
+    }
+    copy.extensions = parts.extensions.clone();
+    copy
 }
 
 /// The URI with the credential's `name=value` appended to its query; `None` when the caller

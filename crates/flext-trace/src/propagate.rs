@@ -1,8 +1,10 @@
 //! W3C Trace Context (`traceparent`, `tracestate`) and `x-request-id` propagation.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
+use bytes::{Bytes, BytesMut};
 use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -173,9 +175,38 @@ impl TraceParent {
         write_hex(&mut buf[36..52], &self.parent_id.0.to_be_bytes());
         buf[52] = b'-';
         write_hex(&mut buf[53..55], &[self.flags]);
-        // Only hex digits and dashes: always a valid header value.
-        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
+        header_value(&buf)
     }
+}
+
+/// How many bytes of header values one arena chunk holds: 64 `traceparent`s.
+const ARENA_CHUNK: usize = 64 * 55;
+
+thread_local! {
+    /// Room for the header values this thread makes, handed out in slices that share one
+    /// allocation (a reference count each), so that a call does not pay a `malloc` and a
+    /// `free` for its 55-byte `traceparent`. A chunk is freed when the last value cut from it
+    /// is dropped: at worst one live value keeps 3.5 KiB alive.
+    static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// A header value of ASCII hex digits and dashes, cut from this thread's arena.
+fn header_value(text: &[u8]) -> HeaderValue {
+    let bytes = ARENA
+        .try_with(|arena| {
+            let mut arena = arena.try_borrow_mut().ok()?;
+            if arena.capacity() < text.len() {
+                *arena = BytesMut::with_capacity(ARENA_CHUNK.max(text.len()));
+            }
+            arena.extend_from_slice(text);
+            Some(arena.split().freeze())
+        })
+        .ok()
+        .flatten()
+        // During thread teardown: a value of its own.
+        .unwrap_or_else(|| Bytes::copy_from_slice(text));
+    // Only hex digits and dashes: always a valid header value.
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn write_hex(out: &mut [u8], bytes: &[u8]) {
@@ -275,7 +306,7 @@ pub(crate) fn new_request_id() -> HeaderValue {
         write_hex(&mut buf[at..at + chunk.len() * 2], chunk);
         at += chunk.len() * 2;
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
+    header_value(&buf)
 }
 
 /// The context a logical span hands to the attempts below it, as a private request extension.

@@ -91,7 +91,7 @@ where
                 request.headers_mut(),
                 config.trace_context,
             );
-            if !joined.from_otel {
+            if !joined.from_otel && !span.is_disabled() {
                 span.record("trace_id", display(joined.parent.trace_id()));
             }
             if config.mode == Mode::Logical {
@@ -130,8 +130,13 @@ where
 
 /// Makes the span and starts the metrics, reading the request before it is changed.
 fn open<B>(config: &Config, request: &Request<B>) -> (Span, Option<Started>, Option<OwnedRequest>) {
+    let span_enabled = level_enabled(config.span_level);
+    if !span_enabled && !config.records_metrics() {
+        // Nobody reads the request's attributes: skip parsing the authority.
+        return (Span::none(), None, None);
+    }
     let target = Target::of(request);
-    let span = if level_enabled(config.span_level) {
+    let span = if span_enabled {
         let host = if is_absolute(request.uri()) {
             None
         } else {
