@@ -168,3 +168,49 @@ async fn dropped_post_is_not_resent() {
         Some("not_idempotent")
     );
 }
+
+/// With the whole default stack (retries on), an outage opens the breaker and its rejections
+/// come back at once: retry does not wait behind an open circuit.
+#[tokio::test]
+async fn open_circuit_rejections_fail_fast_through_retry() {
+    let server = TestServer::builder().http1().start().await.unwrap();
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .retry(fast_retries())
+        .build()
+        .unwrap();
+    assert_eq!(client.get("up").send().await.unwrap().status(), 200);
+    server.stop().await;
+    // Connect failures (each retried: never sent) open the circuit.
+    let mut open = None;
+    for _ in 0..10 {
+        let err = client.get("down").send().await.unwrap_err();
+        if err.is_circuit_open() {
+            open = Some(err);
+            break;
+        }
+        assert!(err.is_connect(), "{err:?}");
+    }
+    let err = open.expect("the breaker opened");
+    assert!(
+        err.circuit_retry_after()
+            .is_some_and(|d| d > Duration::from_secs(20))
+    );
+    for _ in 0..20 {
+        let start = std::time::Instant::now();
+        let err = client.get("down").send().await.unwrap_err();
+        assert!(err.is_circuit_open(), "{err:?}");
+        assert_eq!(
+            err.retry_info()
+                .and_then(|i| i.stop_reason())
+                .map(|r| r.as_str()),
+            Some("rejected")
+        );
+        // Nowhere near the 27-33 s the circuit stays open: it did not wait.
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

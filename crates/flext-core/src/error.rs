@@ -231,8 +231,8 @@ impl StdError for TransportError {
 /// `CircuitOpen` does), so that every other layer reads the refusal the same way: it was
 /// never sent, it has a short reason for labels (`circuit_open`), and it may say when trying
 /// again makes sense. [`classify_error_chain`](crate::classify_error_chain) turns it into
-/// [`FailureKind::Rejected`](crate::FailureKind::Rejected); retry waits at least
-/// `retry_after` before resending, or gives up when that is past the deadline.
+/// [`FailureKind::Rejected`](crate::FailureKind::Rejected); retry returns it at once (it does
+/// not wait behind an open circuit) unless `retry_after` ends before its next backoff does.
 ///
 /// ```
 /// use std::time::Duration;

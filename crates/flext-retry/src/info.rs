@@ -150,12 +150,16 @@ pub enum StopReason {
     Deadline,
     /// The server asked for a longer wait (`Retry-After`) than `max_retry_after`.
     RetryAfterTooLong(Duration),
+    /// A layer below refused the call without sending it (an open circuit breaker) and will
+    /// not let a new try through before the next backoff is over: the refusal is returned at
+    /// once instead of waiting behind the open circuit.
+    Rejected,
 }
 
 impl StopReason {
     /// A short, stable, lower-case label for metrics and logs: `disabled`, `not_retryable`,
     /// `not_idempotent`, `max_retries`, `budget_exhausted`, `body_not_replayable`,
-    /// `deadline` or `retry_after_too_long`.
+    /// `deadline`, `retry_after_too_long` or `rejected`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             StopReason::Disabled => "disabled",
@@ -166,6 +170,7 @@ impl StopReason {
             StopReason::BodyNotReplayable(_) => "body_not_replayable",
             StopReason::Deadline => "deadline",
             StopReason::RetryAfterTooLong(_) => "retry_after_too_long",
+            StopReason::Rejected => "rejected",
         }
     }
 }
@@ -183,6 +188,7 @@ impl fmt::Display for StopReason {
             StopReason::RetryAfterTooLong(d) => {
                 write!(f, "server asked to retry after {} s", d.as_secs())
             }
+            StopReason::Rejected => f.write_str("refused before sending, not waited out"),
         }
     }
 }

@@ -114,11 +114,12 @@ pub(crate) fn plan<C>(
         .backoff
         .delay(progress.retries, progress.previous_delay, &config.random);
     let asked = match (failure.kind(), failure.status()) {
-        // A layer below refused it locally (an open circuit): never resend before its time,
-        // and not at all when it gave no time (a circuit forced open).
+        // A layer below refused it locally (an open circuit). Resend only when it will let a
+        // try through by the time the backoff is over anyway; otherwise fail fast: waiting
+        // out an open circuit would pile callers up behind it, which is what it is for.
         (FailureKind::Rejected(_), _) => match failure.retry_after() {
-            Some(wait) => Some(wait),
-            None => return Err(StopReason::NotRetryable),
+            Some(wait) if wait <= backoff => None,
+            _ => return Err(StopReason::Rejected),
         },
         (_, Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)) => {
             failure.retry_after()
@@ -225,24 +226,32 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_open_circuit_is_not_resent_before_its_time() {
+    #[test]
+    fn an_open_circuit_fails_fast_unless_it_reopens_within_the_backoff() {
         let c = config();
         let p = Progress::default();
-        let open = Failure::new(FailureKind::Rejected("circuit_open"), Sent::No)
-            .with_retry_after(Some(Duration::from_secs(5)));
-        let plan = plan(&c, &open, Idempotency::NotIdempotent, p, None).unwrap();
-        assert_eq!(plan.delay, Duration::from_secs(5));
-        let deadline = Deadline::after(Duration::from_secs(2));
+        let open = |secs: u64| {
+            Failure::new(FailureKind::Rejected("circuit_open"), Sent::No)
+                .with_retry_after(Some(Duration::from_secs(secs)))
+        };
+        // 30 s until the next probe: no waiting, the caller gets the rejection at once.
         assert_eq!(
-            super::plan(&c, &open, Idempotency::Idempotent, p, Some(deadline)),
-            Err(StopReason::Deadline)
+            super::plan(&c, &open(30), Idempotency::Idempotent, p, None),
+            Err(StopReason::Rejected)
         );
+        // Forced open (no time): never resent.
         let forced = Failure::new(FailureKind::Rejected("circuit_open"), Sent::No);
         assert_eq!(
             super::plan(&c, &forced, Idempotency::Idempotent, p, None),
-            Err(StopReason::NotRetryable)
+            Err(StopReason::Rejected)
         );
+        // A probe is due before the backoff ends: resend after the backoff, even a POST
+        // (the request was never sent).
+        let due = Failure::new(FailureKind::Rejected("circuit_open"), Sent::No)
+            .with_retry_after(Some(Duration::ZERO));
+        let plan = plan(&c, &due, Idempotency::NotIdempotent, p, None).unwrap();
+        assert_eq!(plan.delay, Duration::from_millis(100));
+        assert!(plan.never_sent);
     }
 
     #[test]
