@@ -3,12 +3,14 @@
 //! - `ci`: every check CI runs, in order: formatting, clippy (all targets and features,
 //!   warnings denied), all tests, doc tests, rustdoc (warnings denied), `cargo deny`.
 //! - `deny`: `cargo deny check licenses bans sources`, installing cargo-deny when missing.
+//! - `demo [ARGS]`: builds the `flext` binary in release mode and runs `flext demo ARGS`.
 //!
 //! It calls cargo through the `CARGO` environment variable that cargo sets for it, and has no
 //! dependencies of its own.
 
 use std::env;
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -16,7 +18,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings, cargo deny
-  deny   cargo deny check licenses bans sources (installs cargo-deny --locked if missing)";
+  deny   cargo deny check licenses bans sources (installs cargo-deny --locked if missing)
+  demo   cargo build --release -p flext-cli, then flext demo [ARGS] (e.g. --duration 10s, --json)";
 
 /// cargo-deny's version, pinned so CI is reproducible.
 const CARGO_DENY_VERSION: &str = "0.20.2";
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deny") => deny(),
+        Some("demo") => demo(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -145,6 +149,32 @@ fn deny() -> Result<(), String> {
         ],
         &[],
     )
+}
+
+/// Builds `flext` in release mode and runs `flext demo` with `args`.
+fn demo(args: &[String]) -> Result<(), String> {
+    step("build", &["build", "--release", "-p", "flext-cli"], &[])?;
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+            xtask.parent().unwrap_or(xtask).join("target")
+        },
+        PathBuf::from,
+    );
+    let flext = target
+        .join("release")
+        .join(format!("flext{}", env::consts::EXE_SUFFIX));
+    eprintln!("\n==> xtask: {} demo {}", flext.display(), args.join(" "));
+    let status = Command::new(&flext)
+        .arg("demo")
+        .args(args)
+        .status()
+        .map_err(|e| format!("could not run {}: {e}", flext.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("flext demo failed ({status})"))
+    }
 }
 
 fn has_cargo_subcommand(name: &str) -> bool {
