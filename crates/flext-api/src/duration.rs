@@ -7,7 +7,16 @@ use std::time::Duration;
 /// `1m30s`, `1.5s`. Units: `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`, `d`. A bare `0` is
 /// zero. Anything else is an error with a message saying what was expected; nothing panics,
 /// and values too large for a [`Duration`] are errors, not wrap-arounds.
-pub(crate) fn parse(text: &str) -> Result<Duration, DurationError> {
+///
+/// It is the syntax of [`ClientConfig`](crate::ClientConfig) files, exported so that tools
+/// (the `flext` command line) read durations the same way.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(flext_api::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert!(flext_api::parse_duration("soon").is_err());
+/// ```
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
         return Err(DurationError::new(text, "empty duration"));

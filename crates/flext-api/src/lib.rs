@@ -74,7 +74,7 @@ pub use client::{Client, ClientBuilder, DEFAULT_USER_AGENT};
 pub use config::{
     BreakerSettings, ClientConfig, HttpVersionPref, PoolSettings, RetrySettings, TraceSettings,
 };
-pub use duration::DurationError;
+pub use duration::{DurationError, parse as parse_duration};
 pub use error::Error;
 pub use health::{Health, OriginHealth, RequestCounts, RetryHealth};
 pub use request::RequestBuilder;
