@@ -14,6 +14,7 @@ use flext_core::{BoxError, Origin};
 use flext_pool::{Connector, Pool, TlsConfig};
 use http::header::{HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Method, Request};
+use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::body::Body;
@@ -22,7 +23,7 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::request::RequestBuilder;
-use crate::response::{Response, ResponseBody};
+use crate::response::{DecodedBody, Response, ResponseBody};
 use crate::stack::{AttemptBody, AttemptService, Stack, StackService};
 use crate::url::{self, BaseUrl};
 
@@ -51,7 +52,7 @@ pub struct Client {
 }
 
 struct Inner {
-    service: StackService<ResponseBody>,
+    service: BoxCloneSyncService<Request<Body>, http::Response<DecodedBody>, BoxError>,
     stack: Stack,
     pool: Pool<Connector, AttemptBody>,
     base: Option<BaseUrl>,
@@ -506,7 +507,7 @@ impl ClientBuilder {
         for f in self.layers {
             stack.push_layer(f);
         }
-        let service = stack.layer(pool.clone());
+        let service = decoded(stack.layer(pool.clone()));
         Ok(Client {
             inner: Arc::new(Inner {
                 service,
@@ -518,6 +519,22 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// The client's top: response decompression when a feature asks for it, and one body type.
+fn decoded(
+    service: StackService<ResponseBody>,
+) -> BoxCloneSyncService<Request<Body>, http::Response<DecodedBody>, BoxError> {
+    #[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
+    let service = tower_http::decompression::DecompressionLayer::new().layer(service);
+    BoxCloneSyncService::new(service.map_response(|res| {
+        res.map(|body| {
+            http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                body,
+                Into::into,
+            ))
+        })
+    }))
 }
 
 fn build_pool(

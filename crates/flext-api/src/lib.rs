@@ -47,6 +47,11 @@
 //!
 //! [`stack`] gives the same layers to put over another inner service.
 //!
+//! # Features
+//!
+//! - `gzip`, `brotli`, `zstd`: response decompression (through tower-http): the client sends
+//!   `Accept-Encoding` and decodes the bodies the server compressed.
+//!
 //! # Errors
 //!
 //! Every failure is one [`Error`] that keeps what happened: `is_timeout()`, `is_connect()`,
@@ -78,7 +83,7 @@ pub use duration::{DurationError, parse as parse_duration};
 pub use error::Error;
 pub use health::{Health, OriginHealth, RequestCounts, RetryHealth};
 pub use request::RequestBuilder;
-pub use response::{Response, ResponseBody};
+pub use response::{DecodedBody, Response, ResponseBody};
 pub use stack::{AttemptBody, AttemptService, Stack, StackService, stack};
 
 // The layer crates, for settings that go beyond the facade.

@@ -11,20 +11,24 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 
-/// The body type of responses: the pool's, which gives its connection back when read to the
-/// end (or closes it when dropped early).
+/// The body type of responses below the client's top (what custom layers see): the pool's,
+/// which gives its connection back when read to the end (or closes it when dropped early).
 pub type ResponseBody = flext_pool::Body;
+
+/// The body of a [`Response`]: the pool's body, decoded when a decompression feature (`gzip`,
+/// `brotli`, `zstd`) is on and the server compressed it.
+pub type DecodedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, flext_core::BoxError>;
 
 /// A response. Read its body once, with [`bytes`](Self::bytes), [`text`](Self::text),
 /// [`json`](Self::json), [`chunk`](Self::chunk) or [`into_body`](Self::into_body).
 pub struct Response {
-    inner: http::Response<ResponseBody>,
+    inner: http::Response<DecodedBody>,
     url: Uri,
     limit: u64,
 }
 
 impl Response {
-    pub(crate) fn new(inner: http::Response<ResponseBody>, url: Uri, limit: u64) -> Response {
+    pub(crate) fn new(inner: http::Response<DecodedBody>, url: Uri, limit: u64) -> Response {
         Response { inner, url, limit }
     }
 
@@ -88,29 +92,41 @@ impl Response {
     /// # Errors
     ///
     /// A body error when reading fails or the body is larger than the limit.
-    pub async fn bytes(self) -> Result<Bytes, Error> {
-        let url = self.url.clone();
+    pub async fn bytes(mut self) -> Result<Bytes, Error> {
         let limit = self.limit;
-        if self
+        let declared = self
             .inner
             .headers()
             .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|n| n > limit)
-        {
-            return Err(Error::too_large(limit).with_url(url));
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::too_large(limit).with_url(self.url));
         }
-        let limited = http_body_util::Limited::new(
-            self.inner.into_body(),
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        );
-        match limited.collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(Error::too_large(limit).with_url(url))
+        // Read frame by frame (rather than through `http_body_util::Limited`) so that the
+        // future stays `Send` for `tokio::spawn`; one chunk is returned without a copy.
+        let mut first: Option<Bytes> = None;
+        let mut rest: Vec<u8> = Vec::new();
+        let mut total: u64 = 0;
+        while let Some(frame) = self.inner.body_mut().frame().await {
+            let frame = frame.map_err(|e| Error::body(e).with_url(self.url.clone()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total = total.saturating_add(data.len() as u64);
+            if total > limit {
+                return Err(Error::too_large(limit).with_url(self.url));
             }
-            Err(e) => Err(Error::body(e).with_url(url)),
+            match &first {
+                None if rest.is_empty() => first = Some(data),
+                _ => {
+                    if let Some(f) = first.take() {
+                        rest.extend_from_slice(&f);
+                    }
+                    rest.extend_from_slice(&data);
+                }
+            }
         }
+        Ok(first.unwrap_or_else(|| Bytes::from(rest)))
     }
 
     /// The body as UTF-8 text.
@@ -164,18 +180,18 @@ impl Response {
                         return Ok(Some(data));
                     }
                 }
-                Some(Err(e)) => return Err(Error::body(e.into()).with_url(self.url.clone())),
+                Some(Err(e)) => return Err(Error::body(e).with_url(self.url.clone())),
             }
         }
     }
 
     /// The response as an `http::Response` with the streaming body.
-    pub fn into_http(self) -> http::Response<ResponseBody> {
+    pub fn into_http(self) -> http::Response<DecodedBody> {
         self.inner
     }
 
     /// The streaming body.
-    pub fn into_body(self) -> ResponseBody {
+    pub fn into_body(self) -> DecodedBody {
         self.inner.into_body()
     }
 }

@@ -35,6 +35,26 @@ fn client_is_send_sync_clone() {
     assert_error::<Error>();
 }
 
+/// Every future of the client can be spawned on a multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_are_send() {
+    let server = TestServer::start().await.unwrap();
+    let client = client_for(&server).await;
+    let task = tokio::spawn(async move {
+        let text = client.get("a").send().await?.text().await?;
+        let bytes = client.get("b").send().await?.bytes().await?;
+        let json = client.get("c").header(SCRIPT_HEADER, "echo").send().await?;
+        let echo: serde_json::Value = json.json().await?;
+        let mut res = client.get("d").send().await?;
+        let chunk = res.chunk().await?;
+        Ok::<_, Error>((text, bytes, echo, chunk))
+    });
+    let (text, bytes, echo, chunk) = task.await.unwrap().unwrap();
+    assert_eq!((text.as_str(), &bytes[..]), ("ok", &b"ok"[..]));
+    assert_eq!(echo["path"], "/c");
+    assert_eq!(chunk.as_deref(), Some(&b"ok"[..]));
+}
+
 #[test]
 fn default_client_builds() {
     let _ = Client::new();
