@@ -4,6 +4,8 @@
 //!   warnings denied), all tests, doc tests, rustdoc (warnings denied), `cargo deny`.
 //! - `deny`: `cargo deny check licenses bans sources`, installing cargo-deny when missing.
 //! - `demo [ARGS]`: builds the `flext` binary in release mode and runs `flext demo ARGS`.
+//! - `bench [ARGS]`: runs the end-to-end peer comparison (`benches/src/bin/e2e`) in release
+//!   mode with ARGS, then points at the criterion micro benches.
 //!
 //! It calls cargo through the `CARGO` environment variable that cargo sets for it, and has no
 //! dependencies of its own.
@@ -19,7 +21,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings, cargo deny
   deny   cargo deny check licenses bans sources (installs cargo-deny --locked if missing)
-  demo   cargo build --release -p flext-cli, then flext demo [ARGS] (e.g. --duration 10s, --json)";
+  demo   cargo build --release -p flext-cli, then flext demo [ARGS] (e.g. --duration 10s, --json)
+  bench  the end-to-end peer comparison in release mode [ARGS] (e.g. --quick)";
 
 /// cargo-deny's version, pinned so CI is reproducible.
 const CARGO_DENY_VERSION: &str = "0.20.2";
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deny") => deny(),
         Some("demo") => demo(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -149,6 +153,25 @@ fn deny() -> Result<(), String> {
         ],
         &[],
     )
+}
+
+/// Runs the end-to-end harness in release mode with `args`.
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut cargo_args = vec![
+        "run",
+        "--release",
+        "-p",
+        "flext-benches",
+        "--bin",
+        "e2e",
+        "--",
+    ];
+    cargo_args.extend(args.iter().map(String::as_str));
+    step("e2e bench", &cargo_args, &[])?;
+    eprintln!(
+        "\n==> xtask: micro benches: cargo bench -p flext-benches (retry, breaker, auth, trace, stack)"
+    );
+    Ok(())
 }
 
 /// Builds `flext` in release mode and runs `flext demo` with `args`.
