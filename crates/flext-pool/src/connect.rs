@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use crate::config::ConfigError;
+#[cfg(feature = "hickory-dns")]
+use crate::dns::HickoryResolver;
+use crate::dns::Tcp;
 use crate::proxy::{Proxy, ProxyConnector};
 use crate::tls::TlsConfig;
 
@@ -26,7 +29,8 @@ type Connecting = Pin<Box<dyn Future<Output = Result<Io, BoxError>> + Send>>;
 
 /// The connector behind [`Pool::http`](crate::Pool::http) and
 /// [`Pool::https`](crate::Pool::https): a `Service<Uri>` over hyper-util's `HttpConnector`
-/// (system resolver, happy eyeballs), an optional proxy tunnel, and rustls.
+/// (system resolver, or hickory-dns with the `hickory-dns` feature; happy eyeballs), an
+/// optional proxy tunnel, and rustls.
 ///
 /// Defaults: TCP connect timeout 10 s, `TCP_NODELAY` on, TCP keep-alive every 60 s, happy
 /// eyeballs fallback after 300 ms; ALPN offers `h2` and `http/1.1`.
@@ -123,6 +127,8 @@ pub struct ConnectorBuilder {
     tls: Option<TlsConfig>,
     proxy: Option<Proxy>,
     http1_only: bool,
+    #[cfg(feature = "hickory-dns")]
+    resolver: Option<HickoryResolver>,
 }
 
 impl Default for ConnectorBuilder {
@@ -135,6 +141,8 @@ impl Default for ConnectorBuilder {
             tls: None,
             proxy: None,
             http1_only: false,
+            #[cfg(feature = "hickory-dns")]
+            resolver: None,
         }
     }
 }
@@ -183,6 +191,17 @@ impl ConnectorBuilder {
         self
     }
 
+    /// Resolves names with `resolver` (hickory-dns, cached) instead of the system's
+    /// `getaddrinfo`. Behind a proxy, `resolver` resolves the proxy's own name; the
+    /// origin's is resolved by the proxy (`CONNECT`, `socks5h`), or for `socks5` by
+    /// hyper-util's SOCKS connector with the system resolver.
+    #[cfg(feature = "hickory-dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hickory-dns")))]
+    pub fn resolver(mut self, resolver: HickoryResolver) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     /// Builds the connector.
     ///
     /// # Errors
@@ -210,8 +229,18 @@ impl ConnectorBuilder {
     }
 }
 
-fn tcp(b: &ConnectorBuilder) -> HttpConnector {
-    let mut http = HttpConnector::new();
+fn tcp(b: &ConnectorBuilder) -> Tcp {
+    #[cfg(feature = "hickory-dns")]
+    if let Some(resolver) = &b.resolver {
+        return Tcp::Hickory(configure(
+            HttpConnector::new_with_resolver(resolver.clone()),
+            b,
+        ));
+    }
+    Tcp::System(configure(HttpConnector::new(), b))
+}
+
+fn configure<R>(mut http: HttpConnector<R>, b: &ConnectorBuilder) -> HttpConnector<R> {
     http.enforce_http(false);
     http.set_connect_timeout(b.connect_timeout);
     http.set_nodelay(b.nodelay);

@@ -62,6 +62,10 @@
 //!
 //! - `webpki-roots` (default): trust Mozilla's roots, bundled.
 //! - `system-roots`: `TlsConfig::system_roots` trusts the operating system's roots.
+//! - `hickory-dns`: `HickoryResolver`, an async resolver with a TTL cache (hickory-dns,
+//!   reading `/etc/resolv.conf` and the hosts file), for `ConnectorBuilder::resolver`.
+//!   Without it names are resolved by the system resolver (`getaddrinfo`, on tokio's
+//!   blocking pool).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -72,6 +76,7 @@ mod config;
 mod conn;
 mod connect;
 mod dial;
+mod dns;
 mod error;
 mod future;
 mod layer;
@@ -86,6 +91,8 @@ mod tls;
 pub use body::Body;
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use connect::{Connector, ConnectorBuilder, Io};
+#[cfg(feature = "hickory-dns")]
+pub use dns::{HickoryResolver, HickoryResolverBuilder};
 pub use error::Error;
 pub use future::ResponseFuture;
 pub use layer::PoolLayer;

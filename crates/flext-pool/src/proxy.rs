@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 
 use flext_core::BoxError;
 use http::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
@@ -16,6 +15,7 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use crate::config::ConfigError;
+use crate::dns::Tcp;
 
 /// Where connections go through a proxy, and which proxy.
 ///
@@ -119,12 +119,12 @@ type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxErro
 /// TCP, directly or through a tunnel, as the proxy settings say for each destination.
 #[derive(Clone)]
 pub(crate) struct ProxyConnector {
-    inner: HttpConnector,
+    inner: Tcp,
     matcher: Option<Arc<Matcher>>,
 }
 
 impl ProxyConnector {
-    pub(crate) fn new(inner: HttpConnector, proxy: Option<&Proxy>) -> ProxyConnector {
+    pub(crate) fn new(inner: Tcp, proxy: Option<&Proxy>) -> ProxyConnector {
         ProxyConnector {
             inner,
             matcher: proxy.map(|p| Arc::new(p.matcher())),
