@@ -145,6 +145,17 @@ impl RequestBuilder {
         })
     }
 
+    /// HTTP Basic credentials for this request alone (RFC 7617; a user-id with `:` or a
+    /// control character is an error at `send`). Marked sensitive.
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        let value = flext_auth::Credential::basic_header_value(user, password)
+            .map_err(|e| Error::request(format!("basic credentials: {e}")));
+        self.with(move |req| {
+            req.headers_mut().insert(AUTHORIZATION, value?);
+            Ok(())
+        })
+    }
+
     /// An `Idempotency-Key` header: the server deduplicates by it, so the request may be
     /// retried even when its method is not idempotent.
     pub fn idempotency_key(self, key: &str) -> Self {

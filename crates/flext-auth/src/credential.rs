@@ -106,6 +106,16 @@ impl Credential {
         Ok(Credential::from_header("basic", AUTHORIZATION, value))
     }
 
+    /// The `Authorization` value of HTTP Basic credentials (RFC 7617), marked sensitive, for
+    /// a caller that sets it on one request itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`Credential::basic`].
+    pub fn basic_header_value(user_id: &str, password: &str) -> Result<HeaderValue, Error> {
+        basic_value(user_id, password)
+    }
+
     /// An API key in a named header, such as `X-Api-Key: <key>`.
     ///
     /// # Errors
