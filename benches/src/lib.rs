@@ -1,5 +1,6 @@
-//! Criterion micro benchmarks (`benches/benches/`) and, later, the end-to-end peer comparison
-//! for flext.
+//! Criterion micro benchmarks (`benches/benches/`) and the end-to-end peer comparison
+//! (`src/bin/e2e/`, run by `cargo xtask bench`) for flext; `docs/benchmarks.md` has the figures
+//! and the commands.
 //!
 //! This library holds what every bench shares: [`measure_allocations`], which counts the heap
 //! allocations a closure makes through the [`GLOBAL`] counting allocator. A bench target that

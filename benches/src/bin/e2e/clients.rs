@@ -1,0 +1,394 @@
+//! The clients measured, each built the way its documentation shows and used the way a user
+//! would: one client shared by every task, one request after another, the body read whole.
+
+use bytes::Bytes;
+use http::{Request, Uri, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client as Legacy;
+use hyper_util::client::legacy::connect::Connect;
+use hyper_util::rt::TokioExecutor;
+use reqwest_retry::RetryTransientMiddleware;
+use reqwest_retry::policies::ExponentialBackoff;
+use tower::ServiceExt;
+
+use crate::BoxError;
+use crate::measure::{Measurement, Timing, drive};
+use crate::server::Identity;
+
+/// The protocol of a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proto {
+    /// HTTP/1.1 over TCP.
+    Http1,
+    /// HTTP/2 with prior knowledge over TCP.
+    H2c,
+    /// HTTP/2 over TLS, chosen by ALPN (every client offers `h2` and `http/1.1`).
+    H2Tls,
+}
+
+impl Proto {
+    pub(crate) fn version(self) -> Version {
+        match self {
+            Proto::Http1 => Version::HTTP_11,
+            Proto::H2c | Proto::H2Tls => Version::HTTP_2,
+        }
+    }
+}
+
+/// A client under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ClientKind {
+    /// hyper-util's legacy client: the baseline every ratio is taken against.
+    HyperUtil,
+    /// reqwest 0.13.
+    Reqwest,
+    /// reqwest-middleware with reqwest-retry's `RetryTransientMiddleware` (exponential
+    /// backoff, 3 retries: its README's policy).
+    ReqwestRetry,
+    /// flext-pool alone, default limits.
+    FlextPool,
+    /// `flext_api::Client` with its whole default stack.
+    Flext,
+    /// `flext_api::Client` with one part of the stack off, to see what that part costs
+    /// end to end. Not in the default set: `--clients flext-no-trace,...` picks them.
+    FlextWithout(Part),
+    /// `flext_api::stack(&ClientConfig::default())` over flext-pool, called the way
+    /// `Client::execute` calls it but without the facade (URL joining, response wrapper);
+    /// with `traceparent` marked sensitive below the stack when the flag is set (HPACK then
+    /// never indexes it). Diagnostic rows, like the ablations.
+    StackOverPool { sensitive_traceparent: bool },
+}
+
+/// A part of the default stack that an ablation row turns off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
+    /// The W3C `traceparent` header (spans and metrics stay on).
+    Traceparent,
+    /// Both spans, the metrics and `traceparent`.
+    Trace,
+    /// The retry layer.
+    Retry,
+    /// The breakers.
+    Breaker,
+    /// Redirect following.
+    Redirects,
+    /// All of the above: what is left is the timeouts, auth pass-through and boxing.
+    All,
+}
+
+impl ClientKind {
+    /// The clients of the comparison, in table order.
+    pub(crate) const ALL: [ClientKind; 5] = [
+        ClientKind::HyperUtil,
+        ClientKind::Reqwest,
+        ClientKind::ReqwestRetry,
+        ClientKind::FlextPool,
+        ClientKind::Flext,
+    ];
+
+    /// The ablation rows, for profiling the full stack's cost.
+    pub(crate) const ABLATIONS: [ClientKind; 8] = [
+        ClientKind::FlextWithout(Part::Traceparent),
+        ClientKind::FlextWithout(Part::Trace),
+        ClientKind::FlextWithout(Part::Retry),
+        ClientKind::FlextWithout(Part::Breaker),
+        ClientKind::FlextWithout(Part::Redirects),
+        ClientKind::FlextWithout(Part::All),
+        ClientKind::StackOverPool {
+            sensitive_traceparent: false,
+        },
+        ClientKind::StackOverPool {
+            sensitive_traceparent: true,
+        },
+    ];
+
+    /// The name `--clients` takes.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            ClientKind::HyperUtil => "hyper-util",
+            ClientKind::Reqwest => "reqwest",
+            ClientKind::ReqwestRetry => "reqwest-retry",
+            ClientKind::FlextPool => "flext-pool",
+            ClientKind::Flext => "flext",
+            ClientKind::FlextWithout(Part::Traceparent) => "flext-no-traceparent",
+            ClientKind::FlextWithout(Part::Trace) => "flext-no-trace",
+            ClientKind::FlextWithout(Part::Retry) => "flext-no-retry",
+            ClientKind::FlextWithout(Part::Breaker) => "flext-no-breaker",
+            ClientKind::FlextWithout(Part::Redirects) => "flext-no-redirects",
+            ClientKind::FlextWithout(Part::All) => "flext-bare",
+            ClientKind::StackOverPool {
+                sensitive_traceparent: false,
+            } => "flext-stack",
+            ClientKind::StackOverPool {
+                sensitive_traceparent: true,
+            } => "flext-stack-tp-sensitive",
+        }
+    }
+
+    /// The name in the table.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ClientKind::HyperUtil => "hyper-util legacy",
+            ClientKind::Reqwest => "reqwest 0.13",
+            ClientKind::ReqwestRetry => "reqwest-middleware + reqwest-retry",
+            ClientKind::FlextPool => "flext-pool alone",
+            ClientKind::Flext => "flext_api::Client (full stack)",
+            ClientKind::FlextWithout(Part::Traceparent) => "flext_api::Client, traceparent off",
+            ClientKind::FlextWithout(Part::Trace) => "flext_api::Client, trace off",
+            ClientKind::FlextWithout(Part::Retry) => "flext_api::Client, retry off",
+            ClientKind::FlextWithout(Part::Breaker) => "flext_api::Client, breaker off",
+            ClientKind::FlextWithout(Part::Redirects) => "flext_api::Client, redirects off",
+            ClientKind::FlextWithout(Part::All) => {
+                "flext_api::Client, trace/retry/breaker/redirects off"
+            }
+            ClientKind::StackOverPool {
+                sensitive_traceparent: false,
+            } => "flext_api::stack over flext-pool, no facade",
+            ClientKind::StackOverPool {
+                sensitive_traceparent: true,
+            } => "flext_api::stack over flext-pool, traceparent never indexed",
+        }
+    }
+}
+
+/// Where to send, and how.
+pub(crate) struct Target<'a> {
+    pub(crate) url: String,
+    pub(crate) proto: Proto,
+    pub(crate) concurrency: usize,
+    pub(crate) timing: Timing,
+    pub(crate) tls: Option<&'a Identity>,
+}
+
+/// Builds `kind` for `target` and loads the server with it.
+pub(crate) async fn run(kind: ClientKind, target: &Target<'_>) -> Result<Measurement, BoxError> {
+    match kind {
+        ClientKind::HyperUtil => hyper_util_legacy(target).await,
+        ClientKind::Reqwest => reqwest_plain(target).await,
+        ClientKind::ReqwestRetry => reqwest_retry(target).await,
+        ClientKind::FlextPool => flext_pool(target).await,
+        ClientKind::Flext => flext_client(target, None).await,
+        ClientKind::FlextWithout(part) => flext_client(target, Some(part)).await,
+        ClientKind::StackOverPool {
+            sensitive_traceparent,
+        } => stack_over_pool(target, sensitive_traceparent).await,
+    }
+}
+
+async fn hyper_util_legacy(t: &Target<'_>) -> Result<Measurement, BoxError> {
+    let mut builder = Legacy::builder(TokioExecutor::new());
+    builder.http2_only(t.proto == Proto::H2c);
+    match t.tls {
+        None => load_legacy(builder.build_http(), t).await,
+        Some(identity) => {
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(identity.client_config()?)
+                .https_only()
+                .enable_http1()
+                .enable_http2()
+                .build();
+            load_legacy(builder.build(https), t).await
+        }
+    }
+}
+
+async fn load_legacy<C>(
+    client: Legacy<C, Empty<Bytes>>,
+    t: &Target<'_>,
+) -> Result<Measurement, BoxError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let uri: Uri = t.url.parse()?;
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        let request = Request::get(uri.clone()).body(Empty::new());
+        let client = client.clone();
+        async move {
+            let response = client.request(request?).await?;
+            let version = response.version();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok((body.len(), version))
+        }
+    })
+    .await)
+}
+
+fn reqwest_builder(t: &Target<'_>) -> Result<reqwest::ClientBuilder, BoxError> {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    builder = match t.proto {
+        Proto::Http1 => builder.http1_only(),
+        Proto::H2c => builder.http2_prior_knowledge(),
+        Proto::H2Tls => builder,
+    };
+    if let Some(identity) = t.tls {
+        // reqwest sets no ALPN on a preconfigured rustls config: offer what the others do.
+        let mut config = identity.client_config()?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        builder = builder.tls_backend_preconfigured(config);
+    }
+    Ok(builder)
+}
+
+async fn reqwest_plain(t: &Target<'_>) -> Result<Measurement, BoxError> {
+    let client = reqwest_builder(t)?.build()?;
+    let url = t.url.clone();
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        let request = client.get(&url);
+        async move {
+            let response = request.send().await?;
+            let version = response.version();
+            Ok((response.bytes().await?.len(), version))
+        }
+    })
+    .await)
+}
+
+async fn reqwest_retry(t: &Target<'_>) -> Result<Measurement, BoxError> {
+    let policy = ExponentialBackoff::builder().build_with_max_retries(3);
+    let client = reqwest_middleware::ClientBuilder::new(reqwest_builder(t)?.build()?)
+        .with(RetryTransientMiddleware::new_with_policy(policy))
+        .build();
+    let url = t.url.clone();
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        let request = client.get(&url);
+        async move {
+            let response = request.send().await?;
+            let version = response.version();
+            Ok((response.bytes().await?.len(), version))
+        }
+    })
+    .await)
+}
+
+async fn flext_pool(t: &Target<'_>) -> Result<Measurement, BoxError> {
+    let config = flext_pool::Config::builder()
+        .http1_only(t.proto == Proto::Http1)
+        .http2_prior_knowledge(t.proto == Proto::H2c)
+        .build()?;
+    match t.tls {
+        None => load_pool(flext_pool::Pool::<_, Empty<Bytes>>::http_with(config), t).await,
+        Some(identity) => {
+            let tls = flext_pool::TlsConfig::new()
+                .webpki_roots(false)
+                .add_root_pem(identity.ca_pem.as_bytes())?;
+            load_pool(flext_pool::Pool::https_with(config, tls)?, t).await
+        }
+    }
+}
+
+async fn load_pool(
+    pool: flext_pool::Pool<flext_pool::Connector, Empty<Bytes>>,
+    t: &Target<'_>,
+) -> Result<Measurement, BoxError> {
+    let uri: Uri = t.url.parse()?;
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        let request = Request::get(uri.clone()).body(Empty::new());
+        let pool = pool.clone();
+        async move {
+            let response = pool.oneshot(request?).await?;
+            let version = response.version();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok((body.len(), version))
+        }
+    })
+    .await)
+}
+
+async fn flext_client(t: &Target<'_>, without: Option<Part>) -> Result<Measurement, BoxError> {
+    let mut builder = flext_api::Client::builder();
+    if let Some(part) = without {
+        let all = part == Part::All;
+        let mut trace = builder.config().trace.clone();
+        if part == Part::Traceparent {
+            trace.propagate = false;
+        }
+        if part == Part::Trace || all {
+            trace.enabled = false;
+            trace.propagate = false;
+        }
+        builder = builder.trace(trace);
+        if part == Part::Retry || all {
+            builder = builder.no_retry();
+        }
+        if part == Part::Breaker || all {
+            builder = builder.no_breaker();
+        }
+        if part == Part::Redirects || all {
+            builder = builder.max_redirects(0);
+        }
+    }
+    builder = match t.proto {
+        Proto::Http1 => builder.http1_only(),
+        Proto::H2c => builder.http2_prior_knowledge(),
+        Proto::H2Tls => builder,
+    };
+    if let Some(identity) = t.tls {
+        builder = builder.add_root_certificate_pem(identity.ca_pem.as_bytes());
+    }
+    let client = builder.build()?;
+    let url = t.url.clone();
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        let request = client.get(&url);
+        async move {
+            let response = request.send().await?;
+            let version = response.version();
+            Ok((response.bytes().await?.len(), version))
+        }
+    })
+    .await)
+}
+
+async fn stack_over_pool(t: &Target<'_>, sensitive: bool) -> Result<Measurement, BoxError> {
+    if t.tls.is_some() {
+        return Err("the stack-over-pool rows run over plain TCP only".into());
+    }
+    let config = flext_api::ClientConfig {
+        protocol: match t.proto {
+            Proto::Http1 => flext_api::HttpVersionPref::Http1,
+            Proto::H2c | Proto::H2Tls => flext_api::HttpVersionPref::Http2PriorKnowledge,
+        },
+        ..flext_api::ClientConfig::default()
+    };
+    let pool_config = flext_pool::Config::builder()
+        .http1_only(t.proto == Proto::Http1)
+        .http2_prior_knowledge(t.proto == Proto::H2c)
+        .build()?;
+    let pool = flext_pool::Pool::<_, flext_api::AttemptBody>::http_with(pool_config);
+    let layers = flext_api::stack(&config)?;
+    let service = if sensitive {
+        layers.layer(
+            tower::ServiceBuilder::new()
+                .map_request(never_index)
+                .service(pool),
+        )
+    } else {
+        layers.layer(pool)
+    };
+    let uri: Uri = t.url.parse()?;
+    let agent = http::HeaderValue::from_static(flext_api::DEFAULT_USER_AGENT);
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        // What `Client::execute` sends: the default User-Agent, on a clone of the service.
+        let mut request = Request::new(flext_api::Body::empty());
+        *request.uri_mut() = uri.clone();
+        request
+            .headers_mut()
+            .insert(http::header::USER_AGENT, agent.clone());
+        let service = service.clone();
+        async move {
+            let response = service.oneshot(request).await?;
+            let version = response.version();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok((body.len(), version))
+        }
+    })
+    .await)
+}
+
+/// Marks `traceparent` sensitive, so HPACK sends it as a never-indexed literal instead of
+/// adding each new value to both ends' dynamic tables.
+fn never_index(mut request: Request<flext_api::AttemptBody>) -> Request<flext_api::AttemptBody> {
+    if let Some(value) = request.headers_mut().get_mut("traceparent") {
+        value.set_sensitive(true);
+    }
+    request
+}
