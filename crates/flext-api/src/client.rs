@@ -24,7 +24,7 @@ use crate::config::{
 use crate::error::Error;
 use crate::request::RequestBuilder;
 use crate::response::{DecodedBody, Response, ResponseBody};
-use crate::stack::{AttemptBody, AttemptService, Stack, StackService};
+use crate::stack::{AttemptBody, AttemptService, Stack};
 use crate::url::{self, BaseUrl};
 
 /// The default `User-Agent`: `flext/<version>`.
@@ -507,7 +507,7 @@ impl ClientBuilder {
         for f in self.layers {
             stack.push_layer(f);
         }
-        let service = decoded(stack.layer(pool.clone()));
+        let service = decoded(stack.build(pool.clone()));
         Ok(Client {
             inner: Arc::new(Inner {
                 service,
@@ -521,10 +521,19 @@ impl ClientBuilder {
     }
 }
 
-/// The client's top: response decompression when a feature asks for it, and one body type.
-fn decoded(
-    service: StackService<ResponseBody>,
-) -> BoxCloneSyncService<Request<Body>, http::Response<DecodedBody>, BoxError> {
+/// The client's top: response decompression when a feature asks for it, one body type, and
+/// the only type erasure of the stack.
+fn decoded<S>(
+    service: S,
+) -> BoxCloneSyncService<Request<Body>, http::Response<DecodedBody>, BoxError>
+where
+    S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     #[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
     let service = tower_http::decompression::DecompressionLayer::new().layer(service);
     BoxCloneSyncService::new(service.map_response(|res| {

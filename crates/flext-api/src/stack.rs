@@ -11,7 +11,7 @@ use flext_core::{BoxError, Origin, ReplayBody};
 use flext_retry::{Backoff, Budget, Jitter, RetryLayer};
 use flext_trace::{HttpClientMetrics, TraceLayer};
 use http::{Request, Response};
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::follow_redirect::FollowRedirectLayer;
 
@@ -164,6 +164,30 @@ where
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        BoxCloneSyncService::new(self.build(inner))
+    }
+
+    /// The stack over `inner`, unboxed: the layers are combined with `Either` rather than
+    /// type-erased, so a call allocates no boxed future per layer and cloning the stack (retry
+    /// and redirects clone their inner service per call) is reference counting, not boxing.
+    /// Only custom layers, when there are any, are boxed.
+    pub(crate) fn build<S>(
+        &self,
+        inner: S,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<ResB>,
+        Error = BoxError,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+    where
+        S: Service<Request<AttemptBody>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         let c = &self.config;
         // Below the breaker: the attempt span and the attempt timeout.
         let trace_attempt = self.metrics.as_ref().map(|m| {
@@ -176,27 +200,31 @@ where
             .map_err(Into::<BoxError>::into)
             .option_layer(trace_attempt)
             .layer(AttemptTimeoutLayer::new(c.attempt_timeout))
-            .service(inner);
-        let mut attempt: AttemptService<ResB> =
-            BoxCloneSyncService::new(attempt.map_err(Into::into));
+            .service(inner)
+            .map_err(Into::<BoxError>::into);
         // Custom layers see every attempt, with credentials, above the breaker (so they see
-        // its rejections too).
-        for f in self.custom.iter().rev() {
-            attempt = f(attempt);
-        }
+        // its rejections too). They take a boxed service, so box only when there are some.
+        let attempt = if self.custom.is_empty() {
+            Either::Left(attempt)
+        } else {
+            let mut boxed: AttemptService<ResB> = BoxCloneSyncService::new(attempt);
+            for f in self.custom.iter().rev() {
+                boxed = f(boxed);
+            }
+            Either::Right(boxed)
+        };
         // Auth (or a pass-through that keeps the body type the same).
-        let authed: BoxCloneSyncService<Request<ReplayBody<Body>>, Response<ResB>, BoxError> =
-            match &self.auth {
-                Some(auth) => BoxCloneSyncService::new(auth.layer(attempt).map_err(Into::into)),
-                None => BoxCloneSyncService::new(
-                    attempt.map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once)),
-                ),
-            };
-        let retried: StackService<ResB> = match &self.retry {
-            Some(retry) => BoxCloneSyncService::new(retry.layer(authed).map_err(Into::into)),
-            None => BoxCloneSyncService::new(
-                authed.map_request(|req: Request<Body>| req.map(ReplayBody::once)),
+        let authed = match &self.auth {
+            Some(auth) => Either::Left(auth.layer(attempt).map_err(Into::<BoxError>::into)),
+            None => Either::Right(
+                attempt.map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once)),
             ),
+        };
+        let retried = match &self.retry {
+            Some(retry) => Either::Left(retry.layer(authed).map_err(Into::<BoxError>::into)),
+            None => {
+                Either::Right(authed.map_request(|req: Request<Body>| req.map(ReplayBody::once)))
+            }
         };
         let trace_logical = self
             .metrics
@@ -205,14 +233,11 @@ where
         let outer = ServiceBuilder::new()
             .option_layer(trace_logical)
             .layer(TotalTimeoutLayer::new(c.timeout))
-            .service(retried);
-        let outer = outer.map_err(Into::<BoxError>::into);
-        if c.max_redirects > 0 {
-            let redirects = FollowRedirectLayer::with_policy(RedirectPolicy::new(c.max_redirects));
-            BoxCloneSyncService::new(redirects.layer(outer))
-        } else {
-            BoxCloneSyncService::new(outer)
-        }
+            .service(retried)
+            .map_err(Into::<BoxError>::into);
+        let redirects = (c.max_redirects > 0)
+            .then(|| FollowRedirectLayer::with_policy(RedirectPolicy::new(c.max_redirects)));
+        ServiceBuilder::new().option_layer(redirects).service(outer)
     }
 }
 

@@ -206,7 +206,12 @@ fn header_value(text: &[u8]) -> HeaderValue {
         // During thread teardown: a value of its own.
         .unwrap_or_else(|| Bytes::copy_from_slice(text));
     // Only hex digits and dashes: always a valid header value.
-    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let mut value =
+        HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""));
+    // A value new on every request: HTTP/2 gains nothing from indexing it (HPACK never-indexed
+    // literal), and searching and churning the dynamic table costs both ends.
+    value.set_sensitive(true);
+    value
 }
 
 fn write_hex(out: &mut [u8], bytes: &[u8]) {
