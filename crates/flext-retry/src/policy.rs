@@ -236,13 +236,13 @@ mod tests {
         };
         // 30 s until the next probe: no waiting, the caller gets the rejection at once.
         assert_eq!(
-            super::plan(&c, &open(30), Idempotency::Idempotent, p, None),
+            plan(&c, &open(30), Idempotency::Idempotent, p, None),
             Err(StopReason::Rejected)
         );
         // Forced open (no time): never resent.
         let forced = Failure::new(FailureKind::Rejected("circuit_open"), Sent::No);
         assert_eq!(
-            super::plan(&c, &forced, Idempotency::Idempotent, p, None),
+            plan(&c, &forced, Idempotency::Idempotent, p, None),
             Err(StopReason::Rejected)
         );
         // A probe is due before the backoff ends: resend after the backoff, even a POST
