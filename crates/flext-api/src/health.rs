@@ -183,90 +183,86 @@ pub(crate) fn metrics_text(client: &Client) -> String {
         .map(|m| m.prometheus())
         .unwrap_or_default();
     let pool = client.pool_metrics();
-    let _ = writeln!(
-        out,
-        "# HELP flext_pool_connections Open connections per origin and protocol."
+    let per_origin = |o: &flext_pool::OriginSnapshot| escape(&o.origin.to_string());
+    family(
+        &mut out,
+        (
+            "flext_pool_connections",
+            "gauge",
+            "Open connections per origin and protocol.",
+        ),
+        pool.origins.iter().flat_map(|o| {
+            [
+                (
+                    format!("origin=\"{}\",protocol=\"http1\"", per_origin(o)),
+                    o.http1_connections as u64,
+                ),
+                (
+                    format!("origin=\"{}\",protocol=\"http2\"", per_origin(o)),
+                    o.http2_connections as u64,
+                ),
+            ]
+        }),
     );
-    let _ = writeln!(out, "# TYPE flext_pool_connections gauge");
-    for o in &pool.origins {
-        let origin = escape(&o.origin.to_string());
-        let _ = writeln!(
-            out,
-            "flext_pool_connections{{origin=\"{origin}\",protocol=\"http1\"}} {}",
-            o.http1_connections
-        );
-        let _ = writeln!(
-            out,
-            "flext_pool_connections{{origin=\"{origin}\",protocol=\"http2\"}} {}",
-            o.http2_connections
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP flext_pool_idle_connections Idle connections per origin."
-    );
-    let _ = writeln!(out, "# TYPE flext_pool_idle_connections gauge");
-    for o in &pool.origins {
-        let _ = writeln!(
-            out,
-            "flext_pool_idle_connections{{origin=\"{}\"}} {}",
-            escape(&o.origin.to_string()),
-            o.idle
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP flext_pool_waiters Requests waiting for a connection per origin."
-    );
-    let _ = writeln!(out, "# TYPE flext_pool_waiters gauge");
-    for o in &pool.origins {
-        let _ = writeln!(
-            out,
-            "flext_pool_waiters{{origin=\"{}\"}} {}",
-            escape(&o.origin.to_string()),
-            o.waiters
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP flext_pool_connections_opened_total Connections opened per origin."
-    );
-    let _ = writeln!(out, "# TYPE flext_pool_connections_opened_total counter");
-    for o in &pool.origins {
-        let _ = writeln!(
-            out,
-            "flext_pool_connections_opened_total{{origin=\"{}\"}} {}",
-            escape(&o.origin.to_string()),
-            o.counters.opened_http1 + o.counters.opened_http2
+    for (name, kind, help, value) in [
+        (
+            "flext_pool_idle_connections",
+            "gauge",
+            "Idle connections per origin.",
+            (|o: &flext_pool::OriginSnapshot| o.idle as u64)
+                as fn(&flext_pool::OriginSnapshot) -> u64,
+        ),
+        (
+            "flext_pool_waiters",
+            "gauge",
+            "Requests waiting for a connection per origin.",
+            |o| o.waiters as u64,
+        ),
+        (
+            "flext_pool_connections_opened_total",
+            "counter",
+            "Connections opened per origin.",
+            |o| o.counters.opened_http1 + o.counters.opened_http2,
+        ),
+    ] {
+        family(
+            &mut out,
+            (name, kind, help),
+            pool.origins
+                .iter()
+                .map(|o| (format!("origin=\"{}\"", per_origin(o)), value(o))),
         );
     }
     if let Some(handle) = client.stack().breakers() {
-        let _ = writeln!(
-            out,
-            "# HELP flext_breaker_state Breaker state per origin: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled."
+        let snaps = handle.snapshots();
+        family(
+            &mut out,
+            (
+                "flext_breaker_state",
+                "gauge",
+                "Breaker state per origin: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled.",
+            ),
+            snaps.iter().map(|(origin, snap)| {
+                (
+                    format!("origin=\"{}\"", escape(&origin.to_string())),
+                    u64::from(state_gauge(snap.state)),
+                )
+            }),
         );
-        let _ = writeln!(out, "# TYPE flext_breaker_state gauge");
-        for (origin, snap) in handle.snapshots() {
-            let _ = writeln!(
-                out,
-                "flext_breaker_state{{origin=\"{}\"}} {}",
-                escape(&origin.to_string()),
-                state_gauge(snap.state)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP flext_breaker_rejected_total Calls refused by an open circuit per origin."
+        family(
+            &mut out,
+            (
+                "flext_breaker_rejected_total",
+                "counter",
+                "Calls refused by an open circuit per origin.",
+            ),
+            snaps.iter().map(|(origin, snap)| {
+                (
+                    format!("origin=\"{}\"", escape(&origin.to_string())),
+                    snap.rejected,
+                )
+            }),
         );
-        let _ = writeln!(out, "# TYPE flext_breaker_rejected_total counter");
-        for (origin, snap) in handle.snapshots() {
-            let _ = writeln!(
-                out,
-                "flext_breaker_rejected_total{{origin=\"{}\"}} {}",
-                escape(&origin.to_string()),
-                snap.rejected
-            );
-        }
     }
     if let Some(retry) = client.stack().retry() {
         let m = retry.metrics();
@@ -290,12 +286,28 @@ pub(crate) fn metrics_text(client: &Client) -> String {
                 m.budget_available,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
+            family(&mut out, (name, kind, help), [(String::new(), value)]);
         }
     }
     out
+}
+
+/// Writes one metric family: its `# HELP` and `# TYPE` lines, then a sample per label set
+/// (an empty label set writes the bare name).
+fn family(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
 }
 
 fn escape(v: &str) -> String {
