@@ -499,3 +499,55 @@ async fn client_is_a_tower_service() {
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn redirects_keep_or_change_the_method_as_rfc_9110_says() {
+    let server = TestServer::start().await.unwrap();
+    let client = client_for(&server).await;
+    let target = server.url("/target");
+    server.script_path("/target", "echo").unwrap();
+    server
+        .script_path("/r307", &format!("307;header=location:{target}"))
+        .unwrap();
+    server
+        .script_path("/r303", &format!("303;header=location:{target}"))
+        .unwrap();
+
+    // 307 keeps the method and replays the in-memory body.
+    let echo: serde_json::Value = client
+        .post("r307")
+        .body("payload-307")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (echo["method"].as_str(), echo["body"].as_str()),
+        (Some("POST"), Some("payload-307"))
+    );
+
+    // 303 turns it into a GET without a body.
+    let echo: serde_json::Value = client
+        .post("r303")
+        .body("payload-303")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (echo["method"].as_str(), echo["body"].as_str()),
+        (Some("GET"), Some(""))
+    );
+
+    // Following can be turned off.
+    let no_follow = Client::builder()
+        .base_url(&server.url("/"))
+        .max_redirects(0)
+        .build()
+        .unwrap();
+    assert_eq!(no_follow.get("r303").send().await.unwrap().status(), 303);
+}
