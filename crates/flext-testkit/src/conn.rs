@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -17,6 +18,8 @@ pub(crate) struct ConnCtl {
     idle_since: Mutex<Instant>,
     close: AtomicBool,
     abort: AtomicBool,
+    /// Bytes to write on the raw socket instead of a response, then close.
+    raw: Mutex<Option<Bytes>>,
     notify: Notify,
     idle: Notify,
 }
@@ -30,6 +33,7 @@ impl ConnCtl {
             idle_since: Mutex::new(Instant::now()),
             close: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            raw: Mutex::new(None),
             notify: Notify::new(),
             idle: Notify::new(),
         }
@@ -61,10 +65,23 @@ impl ConnCtl {
         self.notify.notify_one();
     }
 
-    /// Waits for [`close`](Self::close) or [`abort`](Self::abort); true when aborting.
-    pub(crate) async fn command(&self) -> bool {
+    /// Asks the connection task to stop serving HTTP, write `bytes` on the socket as they
+    /// are, and close. HTTP/1.1 only.
+    pub(crate) fn raw(&self, bytes: Bytes) {
+        *crate::lock(&self.raw) = Some(bytes);
+        self.notify.notify_one();
+    }
+
+    /// Waits for [`close`](Self::close), [`abort`](Self::abort) or [`raw`](Self::raw).
+    pub(crate) async fn command(&self) -> Command {
         self.notify.notified().await;
-        self.abort.load(Relaxed)
+        if let Some(bytes) = crate::lock(&self.raw).take() {
+            Command::Raw(bytes)
+        } else if self.abort.load(Relaxed) {
+            Command::Abort
+        } else {
+            Command::Close
+        }
     }
 
     /// Waits until the last request in flight is done.
@@ -79,6 +96,17 @@ impl ConnCtl {
         }
         Some(*crate::lock(&self.idle_since) + timeout)
     }
+}
+
+/// What a request asked of its connection task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Shut down gracefully.
+    Close,
+    /// Drop the connection at once.
+    Abort,
+    /// Write these bytes on the raw socket, then close.
+    Raw(Bytes),
 }
 
 /// Marks a request in flight on its connection; dropped when the response body is done.

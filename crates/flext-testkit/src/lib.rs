@@ -5,7 +5,9 @@
 //! HTTP/1.1, HTTP/2 with prior knowledge (h2c) or both, optionally over TLS with ALPN, and
 //! every fault it injects is real network behaviour: status codes, `Retry-After`, delays,
 //! slow chunked bodies, dropped connections, HTTP/2 stream resets and GOAWAY, idle
-//! timeouts, outages (`stop` / `restart`).
+//! timeouts, outages (`stop` / `restart`), and malformed HTTP/1.1 responses written on the
+//! raw socket (`garbage`, `bad-status`, `huge-headers`, `truncated`, `wrong-length`; see
+//! [`Script`]).
 //!
 //! # Scripts
 //!
@@ -63,6 +65,7 @@
 mod body;
 mod config;
 mod conn;
+mod raw;
 mod script;
 mod server;
 mod service;

@@ -31,6 +31,11 @@ const MAX_RETRY_AFTER_DATE: u64 = 100 * 365 * 24 * 3600;
 /// | `drop` | close the connection without responding |
 /// | `reset` | HTTP/2: `RST_STREAM(REFUSED_STREAM)`; HTTP/1.1: like `drop` |
 /// | `goaway` | 200, then close the connection gracefully (like `200;close`) |
+/// | `garbage` | HTTP/1.1: 256 fixed pseudo-random non-HTTP bytes (all >= 0x80), then close |
+/// | `bad-status` | HTTP/1.1: `HTTP/1.1 abc OK` and an empty header block, then close |
+/// | `huge-headers` | HTTP/1.1: `200` with a header block over 1 MiB (17 headers of 64 KiB), then close |
+/// | `truncated` | HTTP/1.1: `200` with `content-length: 100` and 10 body bytes, then close |
+/// | `wrong-length` | HTTP/1.1: `200` with `content-length: 5` and 50 body bytes, then close |
 ///
 /// | option | effect |
 /// |---|---|
@@ -42,6 +47,11 @@ const MAX_RETRY_AFTER_DATE: u64 = 100 * 365 * 24 * 3600;
 /// | `chunk-delay=50ms` | wait between two chunks |
 /// | `close` | close the connection after this response: HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY |
 /// | `header=Name:Value` | an extra response header; may repeat |
+///
+/// The last five are malformed responses: the server stops serving HTTP on the connection,
+/// writes those bytes on the socket (inside TLS with [`Builder::tls`](crate::Builder::tls)),
+/// shuts down its write side and closes. Over HTTP/2 they act like `reset`. Of the options
+/// only `delay` applies to them.
 ///
 /// Every option but `header` may appear once per step. Options that do not apply to the
 /// action (`body` on `drop`, say) are accepted and ignored; `body` replaces even `echo`'s
@@ -143,6 +153,37 @@ pub(crate) enum Action {
     Drop,
     Reset,
     GoAway,
+    Malformed(Malformed),
+}
+
+/// A malformed HTTP/1.1 response, written on the raw socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    Garbage,
+    BadStatus,
+    HugeHeaders,
+    Truncated,
+    WrongLength,
+}
+
+impl Malformed {
+    pub(crate) const ALL: [Malformed; 5] = [
+        Malformed::Garbage,
+        Malformed::BadStatus,
+        Malformed::HugeHeaders,
+        Malformed::Truncated,
+        Malformed::WrongLength,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Malformed::Garbage => "garbage",
+            Malformed::BadStatus => "bad-status",
+            Malformed::HugeHeaders => "huge-headers",
+            Malformed::Truncated => "truncated",
+            Malformed::WrongLength => "wrong-length",
+        }
+    }
 }
 
 /// `Retry-After` in one of its two forms.
@@ -195,7 +236,11 @@ fn parse_action(s: &str) -> Result<Action, Kind> {
         "drop" => Ok(Action::Drop),
         "reset" => Ok(Action::Reset),
         "goaway" => Ok(Action::GoAway),
-        _ => Err(Kind::UnknownAction(s.to_owned())),
+        lower => Malformed::ALL
+            .into_iter()
+            .find(|m| m.name() == lower)
+            .map(Action::Malformed)
+            .ok_or_else(|| Kind::UnknownAction(s.to_owned())),
     }
 }
 
@@ -338,6 +383,7 @@ impl fmt::Display for Step {
             Action::Drop => f.write_str("drop")?,
             Action::Reset => f.write_str("reset")?,
             Action::GoAway => f.write_str("goaway")?,
+            Action::Malformed(m) => f.write_str(m.name())?,
         }
         let o = &self.options;
         match o.retry_after {
@@ -435,7 +481,8 @@ impl fmt::Display for ScriptError {
             Kind::InvalidStatus(s) => write!(f, "status `{s}` is not in 200..=999"),
             Kind::UnknownAction(s) => write!(
                 f,
-                "unknown action `{s}` (expected a status code, echo, drop, reset or goaway)"
+                "unknown action `{s}` (expected a status code, echo, drop, reset, goaway, \
+                 garbage, bad-status, huge-headers, truncated or wrong-length)"
             ),
             Kind::UnknownOption(s) => write!(
                 f,
@@ -534,6 +581,7 @@ mod tests {
             Just(Action::Drop),
             Just(Action::Reset),
             Just(Action::GoAway),
+            proptest::sample::select(Malformed::ALL.to_vec()).prop_map(Action::Malformed),
         ];
         let retry_after = proptest::option::of(prop_oneof![
             any::<u64>().prop_map(RetryAfter::Seconds),
@@ -589,7 +637,8 @@ mod tests {
 
         #[test]
         fn never_panics_on_near_miss_input(
-            input in "([0-9]{1,4}|echo|drop|reset|goaway|x)(;(retry-after|retry-after-date|delay|\
+            input in "([0-9]{1,4}|echo|drop|reset|goaway|garbage|bad-status|huge-headers|\
+                      truncated|wrong-length|x)(;(retry-after|retry-after-date|delay|\
                       body|chunks|chunk-delay|close|header)(=[0-9a-z:; ]{0,12})?){0,3}(,|;)?"
         ) {
             if let Ok(script) = input.parse::<Script>() {

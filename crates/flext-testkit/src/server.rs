@@ -18,7 +18,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::{Builder, Config, Protocol};
-use crate::conn::ConnCtl;
+use crate::conn::{Command, ConnCtl};
+use crate::raw::Hijack;
 use crate::script::{Script, ScriptError};
 use crate::service::{self, Shared};
 use crate::stats::{OpenConnection, Stats};
@@ -368,6 +369,9 @@ async fn serve_io<IO>(
     let service_ctl = Arc::clone(&ctl);
     let service =
         service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&service_ctl), req));
+    // Hyper cannot send a malformed response; the connection task takes the socket back
+    // for that.
+    let (io, socket) = Hijack::new(io);
     let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
 
     let idle_timeout = inner.config.keep_alive_timeout;
@@ -378,16 +382,20 @@ async fn serve_io<IO>(
         tokio::select! {
             // Commands first, so that a GOAWAY goes out before the response that asked for it.
             biased;
-            abort = ctl.command() => {
-                if abort {
-                    // Dropping the connection closes the socket without a response.
+            command = ctl.command() => match command {
+                // Dropping the connection closes the socket without a response.
+                Command::Abort => return,
+                Command::Raw(bytes) => {
+                    crate::raw::write_and_close(&socket, &bytes).await;
                     return;
                 }
-                if !closing {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                Command::Close => {
+                    if !closing {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
-            }
+            },
             changed = goaway.changed(), if watching_goaway && !closing => {
                 if changed.is_ok() {
                     closing = true;

@@ -202,13 +202,22 @@ pub(crate) async fn handle(
         .latency
         .saturating_add(step.options.delay.unwrap_or_default());
     match step.action {
-        Action::Reset if h2 => {
+        Action::Reset | Action::Malformed(_) if h2 => {
             pause(delay).await;
             return Err(ResetStream(h2::Error::from(h2::Reason::REFUSED_STREAM)));
         }
         Action::Drop | Action::Reset => {
             pause(delay).await;
             conn.abort();
+            // The connection task drops this future with the connection.
+            return std::future::pending().await;
+        }
+        Action::Malformed(malformed) => {
+            // Read the request to its end first, so that closing does not reset the
+            // connection over unread bytes.
+            let _ = drain(req.into_body()).await;
+            pause(delay).await;
+            conn.raw(crate::raw::bytes(malformed));
             // The connection task drops this future with the connection.
             return std::future::pending().await;
         }

@@ -3,6 +3,7 @@
 mod faults;
 mod h2;
 mod lifecycle;
+mod malformed;
 mod scripts;
 mod support;
 mod tls;

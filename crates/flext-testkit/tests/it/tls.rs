@@ -95,3 +95,22 @@ async fn the_client_config_helper_trusts_the_server() {
     let plain = TestServer::start().await.unwrap();
     assert!(plain.ca_pem().is_none() && plain.client_tls_config().is_none());
 }
+
+#[tokio::test]
+async fn malformed_responses_are_written_inside_tls() {
+    let server = TestServer::builder().tls().http1().start().await.unwrap();
+    let client = client(&server);
+    let err = client
+        .request(get(&server, "/", Some("b"), Some("bad-status")))
+        .await
+        .unwrap_err();
+    let parse_error = std::error::Error::source(&err)
+        .and_then(|e| e.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_parse_status);
+    assert!(parse_error, "{err:?}");
+    let res = client
+        .request(get(&server, "/", Some("ok"), Some("200")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
