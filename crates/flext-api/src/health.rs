@@ -21,7 +21,7 @@ pub struct Health {
 }
 
 /// One origin's breaker and pool figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct OriginHealth {
     /// `scheme://host:port`.
     pub origin: String,
@@ -106,10 +106,6 @@ impl Health {
                 key.clone(),
                 OriginHealth {
                     origin: key,
-                    breaker_state: None,
-                    breaker_open_remaining_ms: None,
-                    breaker_failure_rate: None,
-                    breaker_rejected: None,
                     protocol: Some(protocol_name(o.protocol)),
                     http1_connections: o.http1_connections,
                     http2_connections: o.http2_connections,
@@ -119,6 +115,7 @@ impl Health {
                     http2_streams_in_flight: o.http2_streams_in_flight,
                     connections_opened: o.counters.opened_http1 + o.counters.opened_http2,
                     connections_reused: o.counters.reused,
+                    ..OriginHealth::default()
                 },
             );
         }
@@ -127,19 +124,7 @@ impl Health {
                 let key = origin.to_string();
                 let entry = origins.entry(key.clone()).or_insert_with(|| OriginHealth {
                     origin: key,
-                    breaker_state: None,
-                    breaker_open_remaining_ms: None,
-                    breaker_failure_rate: None,
-                    breaker_rejected: None,
-                    protocol: None,
-                    http1_connections: 0,
-                    http2_connections: 0,
-                    idle: 0,
-                    in_use: 0,
-                    waiters: 0,
-                    http2_streams_in_flight: 0,
-                    connections_opened: 0,
-                    connections_reused: 0,
+                    ..OriginHealth::default()
                 });
                 entry.breaker_state = Some(snap.state.as_str());
                 entry.breaker_open_remaining_ms = snap
