@@ -13,23 +13,7 @@ pub(crate) struct Scope {
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) origin: Origin,
-    /// Plain `http` to a host that is not loopback.
     pub(crate) insecure: bool,
-    /// `host:port`, as a request's authority spells it when it names the port.
-    authority: Box<str>,
-    /// The port is the scheme's default, so an authority without a port matches too.
-    default_port: bool,
-}
-
-impl Entry {
-    /// Whether a request's scheme and authority, as written, name this origin. Catches the
-    /// common spellings without parsing; anything else goes to [`OriginRef`].
-    fn spelled_by(&self, scheme: &str, authority: &str) -> bool {
-        let same = |a: &str, b: &str| a == b || a.eq_ignore_ascii_case(b);
-        same(scheme, self.origin.scheme().as_str())
-            && (same(authority, &self.authority)
-                || (self.default_port && same(authority, self.origin.host())))
-    }
 }
 
 impl Scope {
@@ -38,14 +22,7 @@ impl Scope {
             return;
         }
         let insecure = origin.scheme() == Scheme::Http && !origin.is_loopback();
-        let authority = origin.authority().into_boxed_str();
-        let default_port = origin.port() == origin.scheme().default_port();
-        self.entries.push(Entry {
-            origin,
-            insecure,
-            authority,
-            default_port,
-        });
+        self.entries.push(Entry { origin, insecure });
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -56,12 +33,8 @@ impl Scope {
     /// origins is the common case, so a scan beats hashing the host; and the URI as written
     /// (`https://api.example.com/...`) is compared before it is parsed into an origin.
     pub(crate) fn find(&self, uri: &Uri) -> Option<&Entry> {
-        let (scheme, authority) = (uri.scheme_str()?, uri.authority()?.as_str());
-        if let Some(entry) = self
-            .entries
-            .iter()
-            .find(|e| e.spelled_by(scheme, authority))
-        {
+        // The usual spelling first: a byte comparison per entry, no parse.
+        if let Some(entry) = self.entries.iter().find(|e| e.origin.is_spelled_by(uri)) {
             return Some(entry);
         }
         // User-info, an explicit default port, odd cases: the full parse.

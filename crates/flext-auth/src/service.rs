@@ -120,7 +120,10 @@ where
                 CredentialKind::Header { name, value, .. } => {
                     // `insert` replaces every value the caller set. (Two lookups measure faster
                     // than the entry API, whose enum is moved around.)
-                    if config.replace_existing || !req.headers().contains_key(name) {
+                    if config.replace_existing
+                        || req.headers().is_empty()
+                        || !req.headers().contains_key(name)
+                    {
                         req.headers_mut().insert(name, value.clone());
                     }
                     send_once(inner, req)
@@ -135,7 +138,10 @@ where
                 }
             },
             CredentialSource::Cached(cache) => {
-                if !config.replace_existing && req.headers().contains_key(cache.header_name()) {
+                if !config.replace_existing
+                    && !req.headers().is_empty()
+                    && req.headers().contains_key(cache.header_name())
+                {
                     return send_once(inner, req);
                 }
                 // Made with the service whenever the source is a cache.

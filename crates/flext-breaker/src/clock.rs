@@ -9,16 +9,20 @@ use tokio::time::Instant;
 
 /// A source of monotonic time for the breakers.
 ///
-/// The default, [`TokioClock`], reads tokio's [`Instant`], so the breaker follows tokio's paused
-/// clock in tests. [`ManualClock`] moves only when told to, which is the reliable tool when a
-/// test also does real I/O (a paused tokio clock jumps ahead whenever the runtime waits on a
-/// socket).
+/// Without one, a breaker reads the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`
+/// on Linux: a tick's resolution, 1-4 ms, for a fifth of the cost of `Instant::now()`; a
+/// slow-call rule still times calls with `Instant::now()`). [`TokioClock`] reads tokio's
+/// [`Instant`], so the breaker follows tokio's paused clock in tests. [`ManualClock`] moves only
+/// when told to, which is the reliable tool when a test also does real I/O (a paused tokio
+/// clock jumps ahead whenever the runtime waits on a socket).
 pub trait Clock: Send + Sync + 'static {
     /// The current instant.
     fn now(&self) -> Instant;
 }
 
-/// The default clock: [`tokio::time::Instant::now`].
+/// tokio's clock, [`tokio::time::Instant::now`]: give it to
+/// [`Builder::clock`](crate::Builder::clock) to drive the breakers from tokio's paused clock
+/// in tests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioClock;
 
@@ -99,58 +103,92 @@ impl Clock for ManualClock {
 #[derive(Clone)]
 pub(crate) struct Ticks {
     source: Source,
-    base: Instant,
 }
 
 #[derive(Clone)]
 enum Source {
-    // The default, called directly rather than through a vtable: it is read on every call.
-    Tokio,
-    Custom(Arc<dyn Clock>),
+    // The default: the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux,
+    // the cheapest monotonic source elsewhere), as coarsetime's 32.32 fixed-point seconds.
+    // Its resolution is the kernel's tick (1-4 ms), which the breaker's times (1 s buckets,
+    // 30 s opens) do not notice; it costs a fifth of `Instant::now()` on a VM. A slow-call
+    // rule times calls with `precise`, which reads `Instant::now()`.
+    Coarse {
+        base: u64,
+        precise_base: std::time::Instant,
+    },
+    Custom {
+        clock: Arc<dyn Clock>,
+        base: Instant,
+    },
 }
 
 impl Ticks {
-    pub(crate) fn tokio() -> Ticks {
+    /// The default clock: coarse, not tokio's (see [`Source::Coarse`]).
+    pub(crate) fn coarse() -> Ticks {
         Ticks {
-            source: Source::Tokio,
-            base: Instant::now(),
+            source: Source::Coarse {
+                base: coarsetime::Instant::now_without_cache_update().as_u64(),
+                precise_base: std::time::Instant::now(),
+            },
         }
     }
 
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Ticks {
         let base = clock.now();
         Ticks {
-            source: Source::Custom(clock),
-            base,
+            source: Source::Custom { clock, base },
         }
     }
 
     /// Nanoseconds since the origin.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        let now = match &self.source {
-            Source::Tokio => Instant::now(),
-            Source::Custom(clock) => clock.now(),
-        };
-        let d = now.saturating_duration_since(self.base);
-        // `as_secs * 1e9 + subsec` is cheaper than `as_nanos` (no u128) and overflows only
-        // after 584 years.
-        d.as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(d.subsec_nanos()))
+        match &self.source {
+            Source::Coarse { base, .. } => {
+                let fixed = coarsetime::Instant::now_without_cache_update()
+                    .as_u64()
+                    .saturating_sub(*base);
+                // 32.32 fixed-point seconds to nanoseconds.
+                (fixed >> 32)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(((fixed & 0xFFFF_FFFF) * 1_000_000_000) >> 32)
+            }
+            Source::Custom { clock, base } => since(clock.now(), *base),
+        }
     }
+
+    /// Nanoseconds since the origin, at full resolution: for timing a call against the
+    /// slow-call rule. The same time base as [`now`](Ticks::now) for an injected clock.
+    pub(crate) fn precise(&self) -> u64 {
+        match &self.source {
+            Source::Coarse { precise_base, .. } => {
+                let d = precise_base.elapsed();
+                d.as_secs()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(d.subsec_nanos()))
+            }
+            Source::Custom { clock, base } => since(clock.now(), *base),
+        }
+    }
+}
+
+#[inline]
+fn since(now: Instant, base: Instant) -> u64 {
+    let d = now.saturating_duration_since(base);
+    // `as_secs * 1e9 + subsec` is cheaper than `as_nanos` (no u128) and overflows only
+    // after 584 years.
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 impl fmt::Debug for Ticks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let source = match self.source {
-            Source::Tokio => "tokio",
-            Source::Custom(_) => "custom",
+            Source::Coarse { .. } => "coarse",
+            Source::Custom { .. } => "custom",
         };
-        f.debug_struct("Ticks")
-            .field("source", &source)
-            .field("base", &self.base)
-            .finish()
+        f.debug_struct("Ticks").field("source", &source).finish()
     }
 }
 
@@ -162,6 +200,17 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coarse_ticks_move_forward_with_real_time() {
+        let ticks = Ticks::coarse();
+        let (a, pa) = (ticks.now(), ticks.precise());
+        std::thread::sleep(Duration::from_millis(30));
+        let (b, pb) = (ticks.now(), ticks.precise());
+        // The coarse clock moves by the sleep give or take a kernel tick (at most 10 ms).
+        assert!(b >= a + 20_000_000, "coarse: {a} -> {b}");
+        assert!(pb >= pa + 30_000_000, "precise: {pa} -> {pb}");
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {

@@ -100,61 +100,14 @@ impl<B> PartitionFor<B> for ByOrigin {
         OriginRef::from_uri(req.uri()).ok()
     }
 
-    /// Compares the URI's scheme and authority as written with the origin, byte for byte,
-    /// without parsing the authority: a lower-case `host[:port]` (the common form) matches at
-    /// the cost of a `memcmp`; anything else (upper case, user-info) says `false` and takes
-    /// the parsing path.
+    /// [`Origin::is_spelled_by`]: the URI's scheme and authority as written, compared byte
+    /// for byte with the origin, without parsing: a lower-case `host[:port]` (the common form)
+    /// matches at the cost of a short comparison; anything else (upper case, user-info) says
+    /// `false` and takes the parsing path.
     #[inline]
     fn is_key(&self, req: &Request<B>, key: &Origin) -> bool {
-        let uri = req.uri();
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return false;
-        };
-        if scheme != key.scheme().as_str() {
-            return false;
-        }
-        let (authority, host) = (authority.as_str().as_bytes(), key.host().as_bytes());
-        let Some((head, rest)) = authority.split_at_checked(host.len()) else {
-            return false;
-        };
-        if !same_bytes(head, host) {
-            return false;
-        }
-        match rest {
-            [] => key.port() == key.scheme().default_port(),
-            [b':', digits @ ..] if !digits.is_empty() && digits.len() <= 5 => {
-                let mut port = 0u32;
-                for d in digits {
-                    if !d.is_ascii_digit() {
-                        return false;
-                    }
-                    port = port * 10 + u32::from(d - b'0');
-                }
-                port == u32::from(key.port())
-            }
-            _ => false,
-        }
+        key.is_spelled_by(req.uri())
     }
-}
-
-/// `a == b` for two slices of the same length, eight bytes at a time: inlined, where a slice
-/// comparison calls `memcmp` (a host name is short, and this runs on every call).
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
-        let word = |c: &[u8]| c.try_into().map_or(0, u64::from_ne_bytes);
-        if word(x) != word(y) {
-            return false;
-        }
-    }
-    a8.remainder()
-        .iter()
-        .zip(b8.remainder())
-        .all(|(x, y)| x == y)
 }
 
 /// A [`Partition`] made from a function of the request; see [`key_fn`].
@@ -250,26 +203,6 @@ mod tests {
 
         let relative = Request::get("/a").body(()).unwrap();
         assert!(PartitionFor::<()>::probe(&ByOrigin, &relative).is_none());
-    }
-
-    #[test]
-    fn same_bytes_is_equality() {
-        let words = [
-            "",
-            "a",
-            "abcdefg",
-            "abcdefgh",
-            "abcdefghi",
-            "bench.internal",
-            "[::1]",
-        ];
-        for a in words {
-            for b in words {
-                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
-            }
-        }
-        assert!(!same_bytes(b"abcdefghXj", b"abcdefghYj"));
-        assert!(!same_bytes(b"Xbcdefghij", b"abcdefghij"));
     }
 
     #[test]

@@ -169,8 +169,9 @@ impl<P: Partition, C> Builder<P, C> {
         self
     }
 
-    /// The clock (default [`TokioClock`](crate::TokioClock), read without dynamic dispatch);
-    /// [`ManualClock`](crate::ManualClock) for tests.
+    /// The clock. By default the breakers read the kernel's coarse monotonic clock, without
+    /// dynamic dispatch (see [`Clock`]); [`TokioClock`](crate::TokioClock) follows tokio's
+    /// paused clock, [`ManualClock`](crate::ManualClock) moves only when a test says so.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -216,7 +217,7 @@ impl<P: Partition, C> Builder<P, C> {
 
     fn build_valid(self) -> BreakerLayer<P, C> {
         let shared = Arc::new(Shared {
-            ticks: self.clock.map_or_else(Ticks::tokio, Ticks::new),
+            ticks: self.clock.map_or_else(Ticks::coarse, Ticks::new),
             listeners: self.listeners,
         });
         let registry = Registry::new(

@@ -39,8 +39,9 @@
 //! - **Observability**: `tracing` events (WARN on open, INFO on close), callbacks
 //!   ([`Builder::on_transition`]), and a [`Snapshot`] per breaker from the [`BreakerHandle`],
 //!   which can also force a breaker open, disable it or reset it.
-//! - **Testable time**: [`Clock`], with tokio's clock by default (so tokio's paused clock
-//!   works) and a [`ManualClock`].
+//! - **Testable time**: [`Clock`]: the kernel's coarse monotonic clock by default (cheap
+//!   enough to read on every call), [`TokioClock`] to follow tokio's paused clock, and a
+//!   [`ManualClock`].
 //!
 //! ```
 //! use std::time::Duration;

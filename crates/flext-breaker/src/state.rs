@@ -233,7 +233,7 @@ impl Cell {
 
     fn permit(self: &Arc<Self>, generation: u64, kind: Kind) -> Permit {
         let started = if self.slow_call_ns.is_some() {
-            self.now()
+            self.ticks.precise()
         } else {
             0
         };
@@ -289,7 +289,9 @@ impl Cell {
                 .fetch_max(now.saturating_add(wait), Ordering::Relaxed);
         }
         let verdict = match (verdict, self.slow_call_ns) {
-            (Verdict::Success, Some(slow)) if now.saturating_sub(permit.started) > slow => {
+            (Verdict::Success, Some(slow))
+                if self.ticks.precise().saturating_sub(permit.started) > slow =>
+            {
                 Verdict::Failure
             }
             (v, _) => v,

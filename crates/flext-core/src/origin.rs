@@ -161,6 +161,85 @@ impl Origin {
             port: self.port,
         }
     }
+
+    /// Whether `uri` spells this origin the usual way: its scheme, then the lower-case host,
+    /// with the port written or not (`https://api.example.com/...`,
+    /// `http://127.0.0.1:8080/...`). Comparing bytes, it costs a few nanoseconds and parses
+    /// nothing, which makes it the check to run on every request before a full parse.
+    ///
+    /// `false` means "not spelled this way", not "another origin": upper-case letters,
+    /// user-info or an odd port spelling (`:0443`) say `false` for the same origin, so fall
+    /// back to [`OriginRef::from_uri`] for an exact answer.
+    ///
+    /// ```
+    /// use flext_core::{Origin, OriginRef};
+    /// use http::Uri;
+    ///
+    /// let origin: Origin = "https://api.example.com".parse()?;
+    /// assert!(origin.is_spelled_by(&Uri::from_static("https://api.example.com/v1")));
+    /// assert!(origin.is_spelled_by(&Uri::from_static("https://api.example.com:443/v1")));
+    /// assert!(!origin.is_spelled_by(&Uri::from_static("http://api.example.com/v1")));
+    /// // The same origin, spelled otherwise: the full parse says so.
+    /// let upper = Uri::from_static("https://API.example.com/v1");
+    /// assert!(!origin.is_spelled_by(&upper));
+    /// assert_eq!(OriginRef::from_uri(&upper)?, origin.as_ref());
+    /// # Ok::<(), flext_core::OriginError>(())
+    /// ```
+    #[inline]
+    pub fn is_spelled_by(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return false;
+        };
+        // `http::uri::Scheme` compares its standard schemes as enum tags, not as strings.
+        let expected = match self.scheme {
+            Scheme::Http => &http::uri::Scheme::HTTP,
+            Scheme::Https => &http::uri::Scheme::HTTPS,
+        };
+        if scheme != expected {
+            return false;
+        }
+        let (authority, host) = (authority.as_str().as_bytes(), self.host.as_bytes());
+        let Some((head, rest)) = authority.split_at_checked(host.len()) else {
+            return false;
+        };
+        if !same_bytes(head, host) {
+            return false;
+        }
+        match rest {
+            [] => self.port == self.scheme.default_port(),
+            [b':', digits @ ..] if !digits.is_empty() && digits.len() <= 5 => {
+                let mut port = 0u32;
+                for d in digits {
+                    if !d.is_ascii_digit() {
+                        return false;
+                    }
+                    port = port * 10 + u32::from(d - b'0');
+                }
+                port == u32::from(self.port)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `a == b` for two slices, eight bytes at a time: inlined, where a slice comparison calls
+/// `memcmp` (a host name is short, and this runs on every request).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
+        let word = |c: &[u8]| c.try_into().map_or(0, u64::from_ne_bytes);
+        if word(x) != word(y) {
+            return false;
+        }
+    }
+    a8.remainder()
+        .iter()
+        .zip(b8.remainder())
+        .all(|(x, y)| x == y)
 }
 
 impl Hash for Origin {
@@ -372,6 +451,26 @@ mod tests {
     use super::*;
     use std::collections::hash_map::DefaultHasher;
 
+    #[test]
+    fn same_bytes_is_equality() {
+        let words = [
+            "",
+            "a",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "bench.internal",
+            "[::1]",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+            }
+        }
+        assert!(!same_bytes(b"abcdefghXj", b"abcdefghYj"));
+        assert!(!same_bytes(b"Xbcdefghij", b"abcdefghij"));
+    }
+
     fn origin(s: &str) -> Result<Origin, OriginError> {
         let uri: Uri = s
             .parse()
@@ -509,6 +608,22 @@ mod tests {
                 prop_assert_eq!(hash_of(&again), hash_of(&OriginRef::from_uri(&uri).unwrap()));
                 let rebuilt = Origin::new(o.scheme(), o.host(), o.port()).unwrap();
                 prop_assert_eq!(rebuilt, o);
+            }
+
+            #[test]
+            fn spelled_by_never_says_yes_for_another_origin(
+                a in "(http|https|HTTP)://(a|b|A|127\\.0\\.0\\.1|\\[::1\\]|u@a)(:[0-9]{1,6})?/x",
+                b in "(http|https)://(a|b|127\\.0\\.0\\.1|\\[::1\\])(:[0-9]{1,5})?",
+            ) {
+                let (Ok(uri), Ok(origin)) = (a.parse::<Uri>(), b.parse::<Origin>()) else {
+                    return Ok(());
+                };
+                if origin.is_spelled_by(&uri) {
+                    prop_assert_eq!(OriginRef::from_uri(&uri).ok(), Some(origin.as_ref()));
+                }
+                // The usual spelling of an origin always says yes.
+                let usual: Uri = format!("{origin}/x").parse().unwrap();
+                prop_assert!(origin.is_spelled_by(&usual), "{}", usual);
             }
 
             #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use flext_core::{BoxError, HttpClassifier, ReplayBody, Replayable};
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -119,7 +119,12 @@ where
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
-                headers: parts.headers.clone(),
+                // An empty map is made anew: its clone would still copy three empty vectors.
+                headers: if parts.headers.is_empty() {
+                    HeaderMap::new()
+                } else {
+                    parts.headers.clone()
+                },
                 extensions: parts.extensions.clone(),
                 replay,
             };

@@ -170,9 +170,10 @@ impl TraceParent {
     pub fn to_header_value(&self) -> HeaderValue {
         let mut buf = [0u8; 55];
         buf[..3].copy_from_slice(b"00-");
-        write_hex(&mut buf[3..35], &self.trace_id.0.to_be_bytes());
+        buf[3..19].copy_from_slice(&hex_u64((self.trace_id.0 >> 64) as u64));
+        buf[19..35].copy_from_slice(&hex_u64(self.trace_id.0 as u64));
         buf[35] = b'-';
-        write_hex(&mut buf[36..52], &self.parent_id.0.to_be_bytes());
+        buf[36..52].copy_from_slice(&hex_u64(self.parent_id.0));
         buf[52] = b'-';
         write_hex(&mut buf[53..55], &[self.flags]);
         header_value(&buf)
@@ -212,6 +213,27 @@ fn header_value(text: &[u8]) -> HeaderValue {
     // literal), and searching and churning the dynamic table costs both ends.
     value.set_sensitive(true);
     value
+}
+
+/// `v` as 16 lower-case hex digits, most significant first, computed on the whole word at once
+/// (SWAR) rather than a digit at a time through a table: this runs for every request.
+#[inline]
+fn hex_u64(v: u64) -> [u8; 16] {
+    // Spreads the 8 nibbles of a 32-bit value over the 8 bytes of a word, nibble i in byte i.
+    fn spread(x: u64) -> u64 {
+        let x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+        let x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+        (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F
+    }
+    // Each byte n (0..=15) becomes b'0' + n, plus 39 more (b'a' - b'0' - 10) when n > 9.
+    fn ascii(n: u64) -> u64 {
+        let letters = ((n + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        n + 0x3030_3030_3030_3030 + letters * 39
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&ascii(spread(v >> 32)).to_be_bytes());
+    out[8..].copy_from_slice(&ascii(spread(v & 0xFFFF_FFFF)).to_be_bytes());
+    out
 }
 
 fn write_hex(out: &mut [u8], bytes: &[u8]) {
@@ -573,6 +595,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn hex_is_lower_case_hex(v in any::<u64>()) {
+            let expected = format!("{v:016x}");
+            prop_assert_eq!(&hex_u64(v)[..], expected.as_bytes());
+        }
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,70}") {
             let _ = s.parse::<TraceParent>();
