@@ -21,7 +21,7 @@ use crate::body::Body;
 use crate::config::{
     BreakerSettings, ClientConfig, HttpVersionPref, PoolSettings, RetrySettings, TraceSettings,
 };
-use crate::error::Error;
+use crate::error::{Error, Redacted};
 use crate::request::RequestBuilder;
 use crate::response::{DecodedBody, Response, ResponseBody};
 use crate::stack::{AttemptBody, AttemptService, Stack};
@@ -177,8 +177,10 @@ impl Default for Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The base URL may hold user-info: show it as errors do, without.
+        let base = self.inner.base.as_ref().map(|b| Redacted(b.uri()));
         f.debug_struct("Client")
-            .field("base_url", &self.inner.base)
+            .field("base_url", &base)
             .field("stack", &self.inner.stack)
             .finish_non_exhaustive()
     }

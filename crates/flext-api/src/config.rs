@@ -1,6 +1,7 @@
 //! [`ClientConfig`]: every setting of the client as plain, serde-readable data.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ use crate::error::Error;
 /// let bad = ClientConfig::from_toml(r#"timeout = "soon""#).unwrap_err();
 /// assert!(bad.is_builder());
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// Relative request paths are joined to it. Default: none.
@@ -74,6 +75,33 @@ pub struct ClientConfig {
     pub pool: PoolSettings,
     /// Tracing settings.
     pub trace: TraceSettings,
+}
+
+/// Every field, but the base URL without user-info or query (they may hold secrets).
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let base_url = self.base_url.as_deref().map(crate::url::redacted_text);
+        f.debug_struct("ClientConfig")
+            .field("base_url", &base_url)
+            .field("user_agent", &self.user_agent)
+            .field("default_headers", &self.default_headers)
+            .field("timeout", &self.timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_response_body", &self.max_response_body)
+            .field("protocol", &self.protocol)
+            .field("ca_certs", &self.ca_certs)
+            .field(
+                "danger_accept_invalid_certs",
+                &self.danger_accept_invalid_certs,
+            )
+            .field("max_redirects", &self.max_redirects)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("pool", &self.pool)
+            .field("trace", &self.trace)
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -164,7 +192,8 @@ pub struct BreakerSettings {
     pub failure_rate: f64,
     /// Calls the window must have seen before the rate counts. Default: 20.
     pub minimum_calls: u32,
-    /// Length of the sliding window, in 1 s buckets. Default: 20 s, which is twice the
+    /// Length of the sliding window, in 1 s buckets (64 longer ones for a window over
+    /// 64 s); at least 1 ms. Default: 20 s, which is twice the
     /// default attempt timeout (the client checks `window >= 2 x attempt_timeout`, as .NET's
     /// standard resilience handler does: a shorter window cannot see slow failures).
     #[serde(with = "serde_human")]
@@ -339,6 +368,11 @@ impl ClientConfig {
             "retry.budget_ratio",
             "must be between 0 and 1".into(),
         )?;
+        check(
+            r.budget_min_per_second <= 100_000,
+            "retry.budget_min_per_second",
+            "must be at most 100000".into(),
+        )?;
         let b = &self.breaker;
         if b.enabled {
             check(
@@ -356,13 +390,28 @@ impl ClientConfig {
                 "must be above 0 and at most 1".into(),
             )?;
             check(
+                b.window >= Duration::from_millis(1),
+                "breaker.window",
+                "must be at least 1ms".into(),
+            )?;
+            check(
+                b.minimum_calls > 0,
+                "breaker.minimum_calls",
+                "must be above zero".into(),
+            )?;
+            check(
                 b.consecutive_failures > 0,
                 "breaker.consecutive_failures",
                 "must be above zero".into(),
             )?;
             check(
-                b.half_open_probes > 0,
+                (1..=1000).contains(&b.half_open_probes),
                 "breaker.half_open_probes",
+                "must be between 1 and 1000".into(),
+            )?;
+            check(
+                !b.open_for.is_zero(),
+                "breaker.open_for",
                 "must be above zero".into(),
             )?;
             check(
@@ -381,6 +430,26 @@ impl ClientConfig {
             p.http2_max_connections_per_origin > 0,
             "pool.http2_max_connections_per_origin",
             "must be above zero".into(),
+        )?;
+        check(
+            p.max_waiters_per_origin > 0,
+            "pool.max_waiters_per_origin",
+            "must be above zero".into(),
+        )?;
+        check(
+            !p.acquire_timeout.is_zero(),
+            "pool.acquire_timeout",
+            "must be above zero".into(),
+        )?;
+        check(
+            p.idle_timeout != Some(Duration::ZERO),
+            "pool.idle_timeout",
+            "must be above zero (or \"off\")".into(),
+        )?;
+        check(
+            p.max_lifetime != Some(Duration::ZERO),
+            "pool.max_lifetime",
+            "must be above zero (or \"off\")".into(),
         )?;
         if let Some(base) = &self.base_url {
             crate::url::BaseUrl::parse(base)?;

@@ -287,7 +287,7 @@ impl fmt::Debug for Error {
 }
 
 /// A URL without user-info and query, which may hold secrets.
-struct Redacted<'a>(&'a Uri);
+pub(crate) struct Redacted<'a>(pub(crate) &'a Uri);
 
 impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

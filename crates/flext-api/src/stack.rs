@@ -261,7 +261,9 @@ fn retry_layer(c: &ClientConfig) -> Result<RetryLayer, Error> {
 
 fn breaker_layer(c: &ClientConfig) -> Result<BreakerLayer, Error> {
     let b = &c.breaker;
-    let buckets = u32::try_from(b.window.as_secs().max(1)).unwrap_or(u32::MAX);
+    // One-second buckets, as many as the breaker allows (64): a longer window gets longer
+    // buckets rather than an error at build time.
+    let buckets = u32::try_from(b.window.as_secs().clamp(1, 64)).unwrap_or(64);
     let config = BreakerConfig::default()
         .consecutive_failures(b.consecutive_failures)
         .failure_rate(b.failure_rate, b.minimum_calls)

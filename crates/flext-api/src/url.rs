@@ -1,5 +1,7 @@
 //! Base URLs and joining relative request paths to them.
 
+use std::fmt;
+
 use http::Uri;
 use http::uri::{PathAndQuery, Scheme};
 
@@ -13,29 +15,60 @@ pub(crate) struct BaseUrl {
 
 impl BaseUrl {
     pub(crate) fn parse(text: &str) -> Result<BaseUrl, Error> {
+        let shown = Shown(text);
         let uri: Uri = text
             .parse()
-            .map_err(|e| Error::builder("base_url", format!("{text:?} is not a valid url: {e}")))?;
+            .map_err(|e| Error::builder("base_url", format!("{shown} is not a valid url: {e}")))?;
         match uri.scheme() {
             Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => {}
             _ => {
                 return Err(Error::builder(
                     "base_url",
-                    format!("{text:?} must be an absolute http or https url"),
+                    format!("{shown} must be an absolute http or https url"),
                 ));
             }
         }
         if uri.host().is_none_or(str::is_empty) {
-            return Err(Error::builder("base_url", format!("{text:?} has no host")));
+            return Err(Error::builder("base_url", format!("{shown} has no host")));
         }
         if uri.query().is_some() {
             return Err(Error::builder(
                 "base_url",
-                format!("{text:?} must not have a query"),
+                format!("{shown} must not have a query"),
             ));
         }
         Ok(BaseUrl { uri })
     }
+
+    /// The URL, for a redacted display.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+}
+
+/// URL text in an error message, quoted, without what may hold a secret: the user-info
+/// becomes `REDACTED@` and a query or fragment `?REDACTED`.
+pub(crate) struct Shown<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redacted_text(self.0))
+    }
+}
+
+/// URL text without user-info (`REDACTED@`) and query or fragment (`?REDACTED`).
+pub(crate) fn redacted_text(text: &str) -> String {
+    let (head, tail) = match text.find(['?', '#']) {
+        Some(i) => (&text[..i], "?REDACTED"),
+        None => (text, ""),
+    };
+    if let Some((scheme, rest)) = head.split_once("://") {
+        let authority = rest.find('/').map_or(rest, |i| &rest[..i]);
+        if let Some(at) = authority.rfind('@') {
+            return format!("{scheme}://REDACTED@{}{tail}", &rest[at + 1..]);
+        }
+    }
+    format!("{head}{tail}")
 }
 
 /// Resolves a request target: an absolute URL stands alone; otherwise it is joined to `base`
@@ -48,9 +81,10 @@ pub(crate) fn join(base: Option<&BaseUrl>, reference: &str) -> Result<Uri, Error
     {
         return check_absolute(uri, reference);
     }
+    let shown = Shown(reference);
     let Some(base) = base else {
         return Err(Error::request(format!(
-            "{reference:?} is not an absolute url and the client has no base_url"
+            "{shown} is not an absolute url and the client has no base_url"
         )));
     };
     let base_path = base.uri.path();
@@ -65,18 +99,19 @@ pub(crate) fn join(base: Option<&BaseUrl>, reference: &str) -> Result<Uri, Error
     };
     let pq: PathAndQuery = path_and_query
         .parse()
-        .map_err(|e| Error::request(format!("{reference:?} is not a valid path: {e}")))?;
+        .map_err(|e| Error::request(format!("{shown} is not a valid path: {e}")))?;
     let mut parts = base.uri.clone().into_parts();
     parts.path_and_query = Some(pq);
-    Uri::from_parts(parts).map_err(|e| Error::request(format!("{reference:?}: {e}")))
+    Uri::from_parts(parts).map_err(|e| Error::request(format!("{shown}: {e}")))
 }
 
 fn check_absolute(uri: Uri, text: &str) -> Result<Uri, Error> {
+    let shown = Shown(text);
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
-        Some("http" | "https") => Err(Error::request(format!("{text:?} has no host"))),
+        Some("http" | "https") => Err(Error::request(format!("{shown} has no host"))),
         _ => Err(Error::request(format!(
-            "{text:?}: only http and https urls are supported"
+            "{shown}: only http and https urls are supported"
         ))),
     }
 }
@@ -129,6 +164,24 @@ mod tests {
                 .unwrap_err()
                 .is_request()
         );
+    }
+
+    #[test]
+    fn errors_show_no_user_info_nor_query() {
+        let shown = |t: &str| Shown(t).to_string();
+        assert_eq!(
+            shown("https://u:pw@api.example.com/x?sig=s#f"),
+            "\"https://REDACTED@api.example.com/x?REDACTED\""
+        );
+        assert_eq!(shown("items?token=t"), "\"items?REDACTED\"");
+        assert_eq!(shown("a/b@c"), "\"a/b@c\"");
+        let e = BaseUrl::parse("https://u:pw@api/?k=secret").unwrap_err();
+        assert!(
+            !e.to_string().contains("pw") && !e.to_string().contains("secret"),
+            "{e}"
+        );
+        let e = join(None, "ftp://u:pw@h/?k=secret").unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("pw"), "{e:?}");
     }
 
     proptest! {

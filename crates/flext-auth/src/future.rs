@@ -76,12 +76,13 @@ pub(crate) struct Pending<S, B> {
     pub(crate) cache: CachedProvider,
 }
 
-/// A request sent with token `generation`. The rare paths' state is boxed: the future stays
-/// small, and so does moving it.
+/// A request sent with token `generation`. What a replay needs is kept inline: it is made for
+/// every request when replay is on (the default), and a `malloc` and `free` per call cost more
+/// than moving the larger future. The rare paths' state (after a 401) is boxed.
 pub(crate) struct Tried<S, B> {
     cache: CachedProvider,
     generation: u64,
-    replay: Option<Box<Replay<S, B>>>,
+    replay: Option<Replay<S, B>>,
 }
 
 /// What a replay needs: a service, the head without the credential, the body.
@@ -93,18 +94,18 @@ pub(crate) struct Replay<S, B> {
 }
 
 impl<S, B> Replay<S, B> {
-    pub(crate) fn boxed(
+    pub(crate) fn new(
         svc: S,
         parts: Parts,
         replayable: Replayable<B>,
         header: HeaderName,
-    ) -> Box<Replay<S, B>> {
-        Box::new(Replay {
+    ) -> Replay<S, B> {
+        Replay {
             svc,
             parts,
             replayable,
             header,
-        })
+        }
     }
 }
 
@@ -112,7 +113,7 @@ impl<S, B> Tried<S, B> {
     pub(crate) fn new(
         cache: CachedProvider,
         generation: u64,
-        replay: Option<Box<Replay<S, B>>>,
+        replay: Option<Replay<S, B>>,
     ) -> Tried<S, B> {
         Tried {
             cache,
@@ -207,7 +208,7 @@ where
                     let replay = match (saved, replayable) {
                         (Some(parts), Some(replayable)) => {
                             let header = cache.header_name().clone();
-                            Some(Replay::boxed(svc, parts, replayable, header))
+                            Some(Replay::new(svc, parts, replayable, header))
                         }
                         _ => None,
                     };
@@ -247,7 +248,7 @@ where
                         Box::pin(async move { cache.after_unauthorized(generation).await });
                     this.state.set(State::Refreshing {
                         refresh,
-                        held: Some(Box::new((*replay, res))),
+                        held: Some(Box::new((replay, res))),
                     });
                 }
                 StateProj::Refreshing { refresh, held } => {

@@ -207,7 +207,7 @@ where
             let replay = match (saved, replayable) {
                 (Some(parts), Some(replayable)) => {
                     let header = cache.header_name().clone();
-                    Some(Replay::boxed(inner.clone(), parts, replayable, header))
+                    Some(Replay::new(inner.clone(), parts, replayable, header))
                 }
                 _ => None,
             };

@@ -3,14 +3,19 @@
 use std::error::Error as StdError;
 use std::time::SystemTime;
 
-use flext_core::{Classify, HttpClassifier, Outcome, classify_error_chain};
+use flext_core::{Classify, FailureKind, HttpClassifier, Outcome, classify_error_chain};
 use http::{HeaderMap, StatusCode};
 
 /// The breaker's default classifier: it counts what says the *server* is unwell.
 ///
 /// - 500, 502, 503 and 504 are failures (with the `Retry-After` of a 503 read);
 /// - every error instead of a response is a failure (connect failures, timeouts, resets,
-///   refused streams, and unknown errors, as resilience4j and Polly count every exception);
+///   and unknown errors, as resilience4j and Polly count every exception), except a request
+///   the server's application certainly never saw ([`FailureKind::NeverSent`]: an HTTP/2
+///   `REFUSED_STREAM`, a stream a graceful GOAWAY excluded): that is the server closing a
+///   connection or shedding a stream, not a sign of ill health, and it is
+///   [`Outcome::Ignored`]. Counting it would open the circuit on every graceful restart of an
+///   HTTP/2 server, which refuses many streams at once; retry resends such requests anyway;
 /// - every other status is a success, 4xx included: 408 and 429 are the client's or the
 ///   quota's problem, not a sick server, so unlike [`HttpClassifier`] (which retry uses) they
 ///   do not trip the breaker. A `Retry-After` on a 429 still makes the next open time at least
@@ -68,7 +73,11 @@ impl Classify for BreakerClassifier {
     }
 
     fn classify_error(&self, error: &(dyn StdError + 'static)) -> Outcome {
-        Outcome::Failure(classify_error_chain(error))
+        let failure = classify_error_chain(error);
+        if failure.kind() == FailureKind::NeverSent {
+            return Outcome::Ignored;
+        }
+        Outcome::Failure(failure)
     }
 }
 
@@ -100,5 +109,21 @@ mod tests {
         );
         let other: BoxError = "odd".into();
         assert!(c.classify_error(&*other).failure().is_some());
+    }
+
+    /// Regression (issue 11, graceful restart under load): streams refused by a graceful
+    /// GOAWAY or `REFUSED_STREAM` were counted, so a server restarting gracefully opened the
+    /// circuit and idempotent requests failed with `circuit_open`.
+    #[test]
+    fn requests_the_server_never_saw_are_ignored() {
+        let c = BreakerClassifier::new();
+        let refused: BoxError = TransportError::refused(None).into();
+        assert_eq!(c.classify_error(&*refused), Outcome::Ignored);
+        // Never sent, but because no connection could be made: the server is down.
+        let connect: BoxError = TransportError::connect("refused").into();
+        assert_eq!(
+            c.classify_error(&*connect).failure().unwrap().sent(),
+            flext_core::Sent::No
+        );
     }
 }

@@ -379,6 +379,9 @@ fn pem_file(s: &str) -> Result<PemFile, String> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;

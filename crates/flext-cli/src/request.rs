@@ -454,6 +454,9 @@ fn write_stats(path: &Path, stats: &CallStats) -> Result<(), CliError> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
