@@ -143,6 +143,25 @@ fn print_allocations() {
     ] {
         println!("allocations per call, closed path, {name}: {allocs:.2} ({bytes:.1} bytes)");
     }
+    // CPU time per call (this thread's, best of 5 runs of 2M calls): steadier than wall time
+    // on a shared machine. Baseline and breaker alternate so that both see the same load.
+    let (mut base, mut flext) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let cpu = |svc: &mut dyn FnMut()| flext_benches::cpu_ns_per_call(5, 2_000_000, svc);
+        if let (Some(b), Some(f)) = (
+            cpu(&mut || one_call(&mut baseline)),
+            cpu(&mut || one_call(&mut breaker)),
+        ) {
+            base = base.min(b);
+            flext = flext.min(f);
+        }
+    }
+    if base.is_finite() {
+        println!(
+            "CPU time per call, closed path: no-op {base:.1} ns, flext-breaker {flext:.1} ns (+{:.1} ns)",
+            flext - base
+        );
+    }
 }
 
 fn closed_path(c: &mut Criterion) {

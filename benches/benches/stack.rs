@@ -120,27 +120,9 @@ fn one_cloned_call(svc: &StackService<Empty<Bytes>>) {
 }
 
 /// Time this thread spent on a CPU, from the scheduler (Linux).
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// CPU ns per call of `f`, the best of three runs of `calls` calls.
 fn cpu_ns_per_call(calls: u64, f: &mut dyn FnMut()) -> Option<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let start = thread_cpu_ns()?;
-        for _ in 0..calls {
-            f();
-        }
-        let spent = thread_cpu_ns()?.saturating_sub(start);
-        best = best.min(spent as f64 / calls as f64);
-    }
-    Some(best)
+    flext_benches::cpu_ns_per_call(3, calls, f)
 }
 
 fn report(name: &str, base: Option<f64>, f: &mut dyn FnMut()) {

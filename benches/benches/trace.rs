@@ -98,32 +98,13 @@ where
     println!("{name:<44} {allocs:>5.2} allocations/call, {bytes:>7.1} bytes/call");
 }
 
-/// Time this thread spent on a CPU, from the scheduler (Linux): unlike wall time, it does not
-/// count the time other processes held the core. Tick-grained, so only read around long runs.
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// CPU nanoseconds per call: the best of three runs of `calls` calls.
+/// The CPU time per call of `svc`, the best of three runs of `calls` calls, printed.
 fn print_cpu_time<S, B>(name: &str, svc: &mut S, calls: u64) -> Option<f64>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let start = thread_cpu_ns()?;
-        for _ in 0..calls {
-            one_call(svc);
-        }
-        let spent = thread_cpu_ns()?.saturating_sub(start);
-        best = best.min(spent as f64 / calls as f64);
-    }
+    let best = flext_benches::cpu_ns_per_call(3, calls, || one_call(svc))?;
     println!("{name:<44} {best:>8.1} ns/call of CPU time");
     Some(best)
 }

@@ -3,7 +3,9 @@
 //! and the commands.
 //!
 //! This library holds what every bench shares: [`measure_allocations`], which counts the heap
-//! allocations a closure makes through the [`GLOBAL`] counting allocator. A bench target that
+//! allocations a closure makes through the [`GLOBAL`] counting allocator, and
+//! [`cpu_ns_per_call`], which times a closure by the CPU time of the calling thread (what the
+//! scheduler charged it), a figure that moves less than wall time on a shared machine. A bench target that
 //! wants allocation figures installs it with
 //!
 //! ```ignore
@@ -35,4 +37,32 @@ pub fn measure_allocations(iters: u64, mut f: impl FnMut()) -> (f64, f64) {
         stats.allocations as f64 / n,
         stats.bytes_allocated as f64 / n,
     )
+}
+
+/// The CPU time this thread has run, in nanoseconds (Linux `/proc/thread-self/schedstat`);
+/// `None` where that file is missing.
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU nanoseconds per call of `f`: the best of `runs` runs of `calls` calls each, by this
+/// thread's CPU time. Time the thread spent descheduled (other processes on a busy machine)
+/// is not counted; time lost to a busy sibling core or a cold cache still is, which the best
+/// of several runs mostly removes. `None` where the CPU time cannot be read.
+pub fn cpu_ns_per_call(runs: u32, calls: u64, mut f: impl FnMut()) -> Option<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs.max(1) {
+        let start = thread_cpu_ns()?;
+        for _ in 0..calls {
+            f();
+        }
+        let spent = thread_cpu_ns()?.saturating_sub(start);
+        best = best.min(spent as f64 / calls.max(1) as f64);
+    }
+    Some(best)
 }
