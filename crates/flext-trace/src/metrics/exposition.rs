@@ -201,11 +201,16 @@ impl MetricsSnapshot {
     }
 
     /// Requests by status class (`2xx`, `5xx`, ...); requests that got no response are
-    /// counted under `none`.
+    /// counted under `none`, and requests of the overflow series (past the cardinality limit,
+    /// where attributes, the status among them, are not kept) under `overflow`.
     pub fn count_by_status_class(&self) -> BTreeMap<&'static str, u64> {
         let mut out = BTreeMap::new();
         for d in &self.durations {
-            let class = d.attributes.status.map_or("none", status_class);
+            let class = if d.attributes.is_overflow() {
+                "overflow"
+            } else {
+                d.attributes.status.map_or("none", status_class)
+            };
             *out.entry(class).or_insert(0) += d.count();
         }
         out

@@ -1,0 +1,60 @@
+//! With no `tracing` subscriber anywhere in the process (this test binary installs none), the
+//! layer makes no span and logs nothing, yet still propagates the trace context, records
+//! metrics, and passes responses and errors through unchanged.
+
+mod support;
+
+use std::io;
+
+use flext_trace::{HttpClientMetrics, TraceLayer};
+use http::{Request, Response};
+use support::{answering, check_traceparent, poll_once, ready};
+use tower::{Layer, ServiceExt, service_fn};
+
+#[test]
+fn metrics_are_recorded_without_a_subscriber() {
+    let metrics = HttpClientMetrics::new();
+    let svc = TraceLayer::attempt()
+        .metrics(metrics.clone())
+        .layer(answering(502));
+    let response = ready(poll_once(
+        svc.oneshot(
+            Request::get("https://api.example.com:8443/x")
+                .body(())
+                .unwrap(),
+        ),
+    ))
+    .unwrap();
+    assert_eq!(response.status(), 502);
+    check_traceparent(response.headers()["traceparent"].to_str().unwrap());
+
+    let snapshot = metrics.snapshot();
+    let series = &snapshot.durations()[0];
+    assert_eq!(series.count(), 1);
+    assert_eq!(series.attributes().server_address(), "api.example.com");
+    assert_eq!(series.attributes().server_port(), Some(8443));
+    assert_eq!(series.attributes().error_type(), Some("502"));
+    assert_eq!(snapshot.active_requests()[0].value(), 0);
+}
+
+#[test]
+fn with_nothing_to_record_the_layer_still_propagates_and_passes_results_through() {
+    let svc = TraceLayer::attempt().request_id().layer(answering(200));
+    let response = ready(poll_once(
+        svc.oneshot(Request::get("http://a.test/").body(()).unwrap()),
+    ))
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    check_traceparent(response.headers()["traceparent"].to_str().unwrap());
+    assert_eq!(response.headers()["x-request-id"].len(), 36);
+
+    let failing = TraceLayer::attempt().layer(service_fn(|_: Request<()>| async {
+        Err::<Response<()>, _>(io::Error::new(io::ErrorKind::ConnectionReset, "peer gone"))
+    }));
+    let err = ready(poll_once(
+        failing.oneshot(Request::get("http://a.test/").body(()).unwrap()),
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(err.to_string(), "peer gone");
+}
