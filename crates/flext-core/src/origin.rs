@@ -289,6 +289,11 @@ impl FromStr for Origin {
         {
             return Err(OriginError::new(ErrorKind::HasPath));
         }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Dropping it silently would scope a credential to an origin the user did not
+            // write; the error does not repeat the text, which may hold a password.
+            return Err(OriginError::new(ErrorKind::HasUserInfo));
+        }
         Origin::from_uri(&uri)
     }
 }
@@ -411,6 +416,7 @@ enum ErrorKind {
     InvalidHost,
     InvalidUri,
     HasPath,
+    HasUserInfo,
 }
 
 impl OriginError {
@@ -442,6 +448,11 @@ impl OriginError {
     pub fn is_has_path(&self) -> bool {
         self.kind == ErrorKind::HasPath
     }
+
+    /// The text has user-info (`user:password@`), which an origin does not.
+    pub fn is_has_user_info(&self) -> bool {
+        self.kind == ErrorKind::HasUserInfo
+    }
 }
 
 impl fmt::Display for OriginError {
@@ -455,6 +466,7 @@ impl fmt::Display for OriginError {
             ErrorKind::InvalidHost => "host is not valid in a uri",
             ErrorKind::InvalidUri => "text is not a valid uri",
             ErrorKind::HasPath => "an origin has no path, query or fragment",
+            ErrorKind::HasUserInfo => "an origin has no user-info (user:password@)",
         })
     }
 }

@@ -158,6 +158,8 @@ where
                 StateProj::Ready => {
                     if let Err(e) = ready!(this.service.poll_ready(cx)) {
                         this.state.set(State::Done);
+                        // The retry never went out: it is not an attempt made.
+                        this.ctx.info.unsent();
                         return Poll::Ready(Err(this.ctx.fail(e.into(), None)));
                     }
                     let future = this.service.call(this.ctx.next_request());

@@ -59,7 +59,9 @@ impl RetryInfo {
         self.attempts
     }
 
-    /// Each retry: the failure that caused it and the wait before it, in order.
+    /// Each retry: the failure that caused it and the wait before it, in order. Usually
+    /// `attempts() - 1` of them; one more when the last retry was decided but could not be
+    /// sent because the inner service failed to become ready (the error then says so).
     pub fn retries(&self) -> &[RetryRecord] {
         &self.retries
     }
@@ -79,6 +81,13 @@ impl RetryInfo {
         self.attempts += 1;
         self.backoff = self.backoff.saturating_add(record.delay);
         self.retries.push(record);
+    }
+
+    /// The last recorded retry was decided but never sent (the inner service failed to become
+    /// ready for it): it is not an attempt made. Its record stays, since the failure that
+    /// caused it and the wait before it happened.
+    pub(crate) fn unsent(&mut self) {
+        self.attempts = self.attempts.saturating_sub(1).max(1);
     }
 
     pub(crate) fn stop(&mut self, reason: Option<StopReason>) {
