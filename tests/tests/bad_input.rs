@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use flext_api::{Client, RetrySettings};
-use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
+use flext_testkit::{CONNECTION_ID_HEADER, ID_HEADER, SCRIPT_HEADER, TestServer};
 
 /// The error kinds a malformed response may surface as.
 const EXPECTED_KINDS: [&str; 4] = ["protocol", "reset", "body", "other"];
@@ -50,15 +50,25 @@ async fn get(client: &Client, id: &str, action: &str) -> Result<Vec<u8>, &'stati
     Ok(body.to_vec())
 }
 
-/// A normal request on the same client succeeds after the fault.
-async fn then_ok(client: &Client) {
+/// A normal request on the same client succeeds after the fault; the server's number for
+/// the connection that served it.
+async fn then_ok(client: &Client) -> u64 {
     let res = client.get("ok").send().await.unwrap();
     assert_eq!(res.status(), 200);
+    let connection = res
+        .headers()
+        .get(CONNECTION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("the testkit numbers its connections");
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"ok");
+    connection
 }
 
 /// Plays `action` and checks the error kind: one of [`EXPECTED_KINDS`], and exactly `kind`,
-/// the kind observed when these tests were written.
+/// the kind observed when these tests were written. Then checks that no connection that
+/// carried a malformed response was used again: each attempt came on a connection of its
+/// own, and the next request on a new one.
 async fn fails_with_a_typed_error(action: &str, retry: bool, expected: &str) {
     let server = http1_server().await;
     let client = client(&server, retry);
@@ -67,8 +77,21 @@ async fn fails_with_a_typed_error(action: &str, retry: bool, expected: &str) {
     println!("{action} (retry: {retry}) -> {kind}");
     assert!(EXPECTED_KINDS.contains(&kind), "{action}: {kind}");
     assert_eq!(kind, expected, "{action} (retry: {retry})");
-    assert!(server.stats().requests_for_id(&id) >= 1);
-    then_ok(&client).await;
+    let attempts = server.stats().requests_for_id(&id);
+    assert!(attempts >= 1);
+    assert_eq!(
+        server.stats().connections_accepted,
+        attempts,
+        "{action} (retry: {retry}): one connection per malformed response"
+    );
+    let connection = then_ok(&client).await;
+    let stats = server.stats();
+    assert_eq!(
+        stats.connections_accepted,
+        attempts + 1,
+        "{action} (retry: {retry}): the next request opened a new connection"
+    );
+    assert_eq!(connection, attempts + 1, "{action} (retry: {retry})");
 }
 
 #[tokio::test]
@@ -107,7 +130,7 @@ async fn wrong_length_reads_five_bytes_and_drops_the_connection() {
             .unwrap();
         assert_eq!(body, b"abcde");
         assert_eq!(server.stats().connections_accepted, 1);
-        then_ok(&client).await;
+        assert_eq!(then_ok(&client).await, 2, "retry: {retry}");
         assert_eq!(server.stats().connections_accepted, 2, "retry: {retry}");
     }
 }

@@ -10,6 +10,9 @@
 //! It calls cargo through the `CARGO` environment variable that cargo sets for it, and has no
 //! dependencies of its own.
 
+mod coverage;
+mod soak;
+
 use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,9 @@ tasks:
   ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings, cargo deny
   deny   cargo deny check licenses bans sources (installs cargo-deny --locked if missing)
   demo   cargo build --release -p flext-cli, then flext demo [ARGS] (e.g. --duration 10s, --json)
-  bench  the end-to-end peer comparison in release mode [ARGS] (e.g. --quick)";
+  bench  the end-to-end peer comparison in release mode [ARGS] (e.g. --quick)
+  soak   the full-size reliability scenarios in release mode [ARGS] (e.g. --quick, --help)
+  coverage  line coverage per crate (cargo-llvm-cov, else cargo-tarpaulin) [ARGS to the tool]";
 
 /// cargo-deny's version, pinned so CI is reproducible.
 const CARGO_DENY_VERSION: &str = "0.20.2";
@@ -34,6 +39,8 @@ fn main() -> ExitCode {
         Some("deny") => deny(),
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
+        Some("coverage") => coverage::coverage(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
