@@ -186,7 +186,8 @@ impl ConfigBuilder {
     }
 
     /// Longest a request waits for a connection before it fails with an acquire error
-    /// (never sent). A request's [`flext_core::Deadline`] shortens it. Default 30 s.
+    /// (never sent). A request's [`flext_core::Deadline`] shortens it; a wait that the
+    /// deadline ends fails as a timeout (never sent) instead. Default 30 s.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.config.acquire_timeout = timeout;
         self

@@ -38,6 +38,7 @@ enum Context {
     InvalidUri,
     Connect,
     AcquireTimeout(Duration),
+    DeadlineWhileAcquiring(Duration),
     QueueFull(usize),
     Request,
     Body,
@@ -71,6 +72,16 @@ impl Error {
             Context::AcquireTimeout(waited),
             Some(origin.clone()),
             TransportError::new(TransportErrorKind::Acquire, Sent::No, None),
+        )
+    }
+
+    /// The request's own deadline (flext-core's `Deadline`, a total timeout) passed while it
+    /// waited for a connection: a timeout, never sent, not a pool shortage.
+    pub(crate) fn deadline_while_acquiring(origin: &Origin, waited: Duration) -> Error {
+        Error::new(
+            Context::DeadlineWhileAcquiring(waited),
+            Some(origin.clone()),
+            TransportError::timeout(Sent::No),
         )
     }
 
@@ -178,6 +189,10 @@ impl fmt::Display for Error {
             Context::AcquireTimeout(waited) => {
                 write!(f, "no connection to {origin} available within {waited:?}")
             }
+            Context::DeadlineWhileAcquiring(waited) => write!(
+                f,
+                "the request's deadline passed after {waited:?} waiting for a connection to {origin}"
+            ),
             Context::QueueFull(max) => {
                 write!(
                     f,

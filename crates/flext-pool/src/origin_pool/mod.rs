@@ -203,10 +203,13 @@ impl<B: 'static> OriginPool<B> {
         };
         self.start_dials(dials);
 
-        let mut until = now + self.config.acquire_timeout;
-        if let Some(d) = deadline {
-            until = until.min(d.instant());
-        }
+        let pool_limit = now + self.config.acquire_timeout;
+        // Whether the request's own deadline, not the pool's acquire timeout, ends the wait.
+        let deadline_first = deadline.is_some_and(|d| d.instant() < pool_limit);
+        let until = match deadline {
+            Some(d) if deadline_first => d.instant(),
+            _ => pool_limit,
+        };
         let mut guard = WaiterGuard {
             pool: self,
             id,
@@ -226,7 +229,11 @@ impl<B: 'static> OriginPool<B> {
                     .acquire_timeouts
                     .fetch_add(1, Ordering::Relaxed);
                 self.metrics.acquire_time.record(now.elapsed());
-                Err(Error::acquire_timeout(&self.origin, now.elapsed()))
+                if deadline_first {
+                    Err(Error::deadline_while_acquiring(&self.origin, now.elapsed()))
+                } else {
+                    Err(Error::acquire_timeout(&self.origin, now.elapsed()))
+                }
             }
         }
     }
