@@ -67,6 +67,18 @@ struct State<B: 'static> {
     next_waiter: u64,
     /// Streams a connect in progress is expected to carry (the last peer limit seen).
     assumed_streams: usize,
+    /// Connects that failed in a row (reset by one that succeeds).
+    connect_failures: u32,
+    /// No extra HTTP/2 connect before this instant, while an open connection can serve the
+    /// waiters: a server that refuses new connections is not redialled in a tight loop.
+    extra_dial_after: Option<Instant>,
+}
+
+/// The wait before another extra HTTP/2 connect after `failures` failed in a row: 50 ms,
+/// doubling, at most 5 s.
+fn extra_dial_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(7);
+    Duration::from_millis(50 << doublings).min(Duration::from_secs(5))
 }
 
 struct Idle<B: 'static> {
@@ -138,6 +150,8 @@ impl<B: 'static> OriginPool<B> {
                 waiters: VecDeque::new(),
                 next_waiter: 0,
                 assumed_streams: usize::try_from(assumed).unwrap_or(1),
+                connect_failures: 0,
+                extra_dial_after: None,
             }),
             waiting: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
@@ -341,10 +355,12 @@ impl<B: 'static> OriginPool<B> {
             Protocol::Http2 => {
                 let per = st.assumed_streams.max(1);
                 let covered = st.connecting.saturating_mul(per);
-                if waiting <= covered {
+                let usable = st.h2.iter().filter(|c| c.h2_open_for_streams(now)).count();
+                let backing_off = usable > 0 && st.extra_dial_after.is_some_and(|t| now < t);
+                if waiting <= covered || backing_off {
+                    // Backing off, the waiters get the open connections' streams as they free.
                     0
                 } else {
-                    let usable = st.h2.iter().filter(|c| c.h2_open_for_streams(now)).count();
                     let h2_room = self
                         .config
                         .http2_max_connections
@@ -376,6 +392,15 @@ impl<B: 'static> OriginPool<B> {
             let mut st = self.lock();
             st.connecting = st.connecting.saturating_sub(1);
             self.metrics.connect_time.record(took);
+            let connected =
+                matches!(&result, Ok(conn) if !conn.link.closed.load(Ordering::Acquire));
+            if connected {
+                st.connect_failures = 0;
+                st.extra_dial_after = None;
+            } else {
+                st.connect_failures = st.connect_failures.saturating_add(1);
+                st.extra_dial_after = Some(now + extra_dial_backoff(st.connect_failures));
+            }
             match result {
                 Ok(conn) if !conn.link.closed.load(Ordering::Acquire) => {
                     conn.link.registered.store(true, Ordering::Release);

@@ -281,8 +281,12 @@ async fn a_request_deadline_shortens_the_wait_for_a_connection() {
     req.extensions_mut()
         .insert(flext_core::Deadline::after(Duration::from_millis(100)));
     let err = fetch(&pool, req).await.unwrap_err();
-    // Well before the 30 s acquire timeout.
-    assert!(err.is_acquire() && err.is_never_sent(), "{err:?}");
+    // Well before the 30 s acquire timeout, and a timeout: the request's deadline ended the
+    // wait, not a shortage of connections (that stays an acquire error).
+    assert!(err.is_timeout() && err.is_never_sent(), "{err:?}");
+    assert!(!err.is_acquire(), "{err:?}");
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert_eq!(server.stats().requests_for_path("/hurried"), 0);
     assert!(!slow.is_finished());
     assert!(slow.await.unwrap().is_ok());
 }
