@@ -190,13 +190,13 @@ impl Origin {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return false;
         };
-        // A parsed URI keeps a standard scheme in lower case; a comparison with a constant of
-        // known length is a word compare, not a call.
-        let expected: &[u8] = match self.scheme {
-            Scheme::Http => b"http",
-            Scheme::Https => b"https",
+        // A parsed URI keeps a standard scheme in lower case; a comparison with a literal is a
+        // length check and a word compare, not a call.
+        let same_scheme = match self.scheme {
+            Scheme::Http => scheme == "http",
+            Scheme::Https => scheme == "https",
         };
-        if scheme.as_bytes() != expected {
+        if !same_scheme {
             return false;
         }
         let (authority, host) = (authority.as_str().as_bytes(), self.host.as_bytes());
