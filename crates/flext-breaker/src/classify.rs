@@ -3,7 +3,9 @@
 use std::error::Error as StdError;
 use std::time::SystemTime;
 
-use flext_core::{Classify, FailureKind, HttpClassifier, Outcome, classify_error_chain};
+use flext_core::{
+    Classify, FailureKind, HttpClassifier, Outcome, TransportError, classify_error_chain,
+};
 use http::{HeaderMap, StatusCode};
 
 /// The breaker's default classifier: it counts what says the *server* is unwell.
@@ -77,6 +79,11 @@ impl Classify for BreakerClassifier {
         if failure.kind() == FailureKind::NeverSent {
             return Outcome::Ignored;
         }
+        // A connection the server was closing gracefully (it had sent a GOAWAY): a restart,
+        // not ill health, even when responses were lost with it.
+        if TransportError::find(error).is_some_and(TransportError::is_during_goaway) {
+            return Outcome::Ignored;
+        }
         Outcome::Failure(failure)
     }
 }
@@ -84,7 +91,7 @@ impl Classify for BreakerClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flext_core::{BoxError, FailureKind, TransportError};
+    use flext_core::{BoxError, TransportErrorKind};
     use std::time::Duration;
 
     #[test]
@@ -109,6 +116,19 @@ mod tests {
         );
         let other: BoxError = "odd".into();
         assert!(c.classify_error(&*other).failure().is_some());
+    }
+
+    /// A reset on a connection the server was closing gracefully is a restart, not ill
+    /// health: ignored, while the same reset elsewhere counts.
+    #[test]
+    fn failures_during_a_graceful_goaway_are_ignored() {
+        let c = BreakerClassifier::new();
+        let reset =
+            || TransportError::new(TransportErrorKind::Reset, flext_core::Sent::Maybe, None);
+        let during: BoxError = reset().during_goaway().into();
+        assert_eq!(c.classify_error(&*during), Outcome::Ignored);
+        let plain: BoxError = reset().into();
+        assert!(c.classify_error(&*plain).failure().is_some());
     }
 
     /// Regression (issue 11, graceful restart under load): streams refused by a graceful

@@ -89,12 +89,45 @@ pub struct TransportError {
     kind: TransportErrorKind,
     sent: Sent,
     source: Option<BoxError>,
+    during_goaway: bool,
 }
 
 impl TransportError {
     /// An error of any kind, with whether the request was sent and an optional cause.
     pub fn new(kind: TransportErrorKind, sent: Sent, source: Option<BoxError>) -> TransportError {
-        TransportError { kind, sent, source }
+        TransportError {
+            kind,
+            sent,
+            source,
+            during_goaway: false,
+        }
+    }
+
+    /// Marks the error as having happened on a connection the server had already begun to
+    /// close gracefully (an HTTP/2 GOAWAY): the server is restarting or shedding connections,
+    /// not failing. A request on it may still have been processed ([`sent`](Self::sent) says
+    /// so, and retry treats it as usual), but a circuit breaker need not count it against the
+    /// server's health.
+    ///
+    /// ```
+    /// use flext_core::{Sent, TransportError, TransportErrorKind};
+    ///
+    /// let err = TransportError::new(TransportErrorKind::Reset, Sent::Maybe, None).during_goaway();
+    /// assert!(err.is_during_goaway() && err.is_reset());
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "connection reset (request may have been sent) while the server was closing the connection"
+    /// );
+    /// ```
+    pub fn during_goaway(mut self) -> TransportError {
+        self.during_goaway = true;
+        self
+    }
+
+    /// Whether the error happened on a connection the server was closing gracefully; see
+    /// [`during_goaway`](Self::during_goaway).
+    pub fn is_during_goaway(&self) -> bool {
+        self.during_goaway
     }
 
     /// A connection could not be made: the request was not sent.
@@ -185,6 +218,9 @@ impl fmt::Debug for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("TransportError");
         d.field("kind", &self.kind).field("sent", &self.sent);
+        if self.during_goaway {
+            d.field("during_goaway", &true);
+        }
         if let Some(source) = &self.source {
             d.field("source", source);
         }
@@ -212,7 +248,11 @@ impl fmt::Display for TransportError {
             (_, Sent::No) => f.write_str(" (request not sent)"),
             (_, Sent::Maybe) => f.write_str(" (request may have been sent)"),
             (_, Sent::Yes) => Ok(()),
+        }?;
+        if self.during_goaway {
+            f.write_str(" while the server was closing the connection")?;
         }
+        Ok(())
     }
 }
 

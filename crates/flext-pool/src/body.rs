@@ -39,6 +39,9 @@ pub(crate) enum End {
 /// A connection (type-erased over the request body type) that a response body gives back.
 pub(crate) trait Finish: Send + Sync {
     fn finish(self: Arc<Self>, end: End);
+
+    /// Whether the server had sent a graceful GOAWAY on this connection.
+    fn during_goaway(&self) -> bool;
 }
 
 impl<B: Send + 'static> Finish for Conn<B>
@@ -61,6 +64,10 @@ where
             }
             Proto::H2(_) => pool.release_h2(&self),
         }
+    }
+
+    fn during_goaway(&self) -> bool {
+        self.link.peer.as_ref().is_some_and(|p| p.goaway())
     }
 }
 
@@ -104,8 +111,15 @@ impl http_body::Body for Body {
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => {
+                let goaway = this.guard.as_ref().is_some_and(|g| g.during_goaway());
                 this.finish(End::Failed);
-                Poll::Ready(Some(Err(Error::body(classify_body(e)))))
+                let transport = classify_body(e);
+                let transport = if goaway {
+                    transport.during_goaway()
+                } else {
+                    transport
+                };
+                Poll::Ready(Some(Err(Error::body(transport))))
             }
             None => {
                 let reuse = this.reuse;

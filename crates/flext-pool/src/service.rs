@@ -324,7 +324,7 @@ where
                             CloseReason::Error
                         };
                         pool.release_h1(conn, Release::Close(reason));
-                        (unsent, e.into_error())
+                        (unsent, e.into_error(), false)
                     }
                 }
             }
@@ -337,13 +337,17 @@ where
                         return Ok(wrap(resp, lease.into_conn(), true, reused, &pool));
                     }
                     Err(mut e) => {
+                        // Whether the server had begun to close this connection gracefully.
+                        let conn = lease.conn();
+                        let goaway = conn.link.peer.as_ref().is_some_and(|p| p.goaway());
                         drop(lease);
-                        (e.take_message(), e.into_error())
+                        (e.take_message(), e.into_error(), goaway)
                     }
                 }
             }
         };
-        let (unsent, err) = result;
+        let (unsent, err, goaway) = result;
+        let mark = |t: flext_core::TransportError| if goaway { t.during_goaway() } else { t };
         match unsent {
             Some(r) if !retried && (reused || is_h2) && pool.config.retry_never_sent_once => {
                 retried = true;
@@ -353,11 +357,16 @@ where
                 req = r;
                 restore_absolute(&mut req, &pool);
             }
-            Some(_) => return Err(Error::request(&pool.origin, classify_hyper(err, Sent::No))),
+            Some(_) => {
+                return Err(Error::request(
+                    &pool.origin,
+                    mark(classify_hyper(err, Sent::No)),
+                ));
+            }
             None => {
                 return Err(Error::request(
                     &pool.origin,
-                    classify_hyper(err, Sent::Maybe),
+                    mark(classify_hyper(err, Sent::Maybe)),
                 ));
             }
         }

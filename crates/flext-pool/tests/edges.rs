@@ -387,6 +387,38 @@ async fn a_protocol_error_reset_is_a_protocol_error_that_may_have_been_sent() {
     assert!(chain(&err).contains("protocol error"), "{}", chain(&err));
 }
 
+/// A server that starts a graceful shutdown (GOAWAY) and then drops the connection without
+/// answering the request it had accepted: the request fails, may have been processed, and is
+/// marked as having failed while the server was closing the connection, so that a circuit
+/// breaker can tell a restart from a sick server.
+#[tokio::test]
+async fn a_request_lost_after_a_graceful_goaway_is_marked_as_such() {
+    let uri = h2_server(|mut conn| async move {
+        let Some(Ok((_req, respond))) = conn.accept().await else {
+            return;
+        };
+        conn.graceful_shutdown();
+        // Drive the connection until its GOAWAY frames are out, then go away unanswered.
+        let _ = tokio::time::timeout(Duration::from_millis(200), conn.accept()).await;
+        drop(respond);
+        drop(conn);
+    })
+    .await;
+    let config = Config::builder()
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap();
+    let pool: Client = Pool::http_with(config);
+    let err = fetch(&pool, get(uri)).await.unwrap_err();
+    assert!(err.transport().is_during_goaway(), "{err:?}");
+    assert_ne!(err.sent(), Sent::Yes, "{err:?}");
+    assert!(
+        chain(&err).contains("while the server was closing the connection"),
+        "{}",
+        chain(&err)
+    );
+}
+
 /// A TCP stream that claims whatever ALPN outcome the test wants.
 struct Claimed {
     io: TokioIo<TcpStream>,
