@@ -206,6 +206,23 @@ pub struct BreakerSettings {
     pub max_open_for: Duration,
     /// Calls let through when half-open. Default: 1.
     pub half_open_probes: u32,
+    /// The clock the breakers read. Default: [`BreakerClock::Coarse`].
+    pub clock: BreakerClock,
+}
+
+/// The clock the circuit breakers read (`breaker.clock` in a config file: `"coarse"` or
+/// `"tokio"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BreakerClock {
+    /// The kernel's coarse monotonic clock: cheap enough to read on every call, with a
+    /// resolution of a few milliseconds. The default.
+    #[default]
+    Coarse,
+    /// tokio's clock, which follows `tokio::time::pause` and `advance`: for tests that drive
+    /// the client on tokio's paused clock and expect an open circuit to move on with it.
+    Tokio,
 }
 
 impl Default for BreakerSettings {
@@ -219,6 +236,7 @@ impl Default for BreakerSettings {
             open_for: Duration::from_secs(30),
             max_open_for: Duration::from_secs(300),
             half_open_probes: 1,
+            clock: BreakerClock::Coarse,
         }
     }
 }

@@ -16,7 +16,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::follow_redirect::FollowRedirectLayer;
 
 use crate::body::Body;
-use crate::config::ClientConfig;
+use crate::config::{BreakerClock, ClientConfig};
 use crate::error::Error;
 use crate::redirect::RedirectPolicy;
 use crate::timeout::{AttemptTimeoutLayer, TotalTimeoutLayer};
@@ -271,8 +271,12 @@ fn breaker_layer(c: &ClientConfig) -> Result<BreakerLayer, Error> {
         .open_duration(b.open_for)
         .max_open_duration(b.max_open_for)
         .half_open_probes(b.half_open_probes);
-    BreakerLayer::builder()
-        .config(config)
+    let builder = BreakerLayer::builder().config(config);
+    let builder = match b.clock {
+        BreakerClock::Tokio => builder.clock(flext_breaker::TokioClock),
+        _ => builder,
+    };
+    builder
         .build()
         .map_err(|e| Error::builder_source("breaker", e))
 }

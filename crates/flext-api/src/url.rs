@@ -63,10 +63,14 @@ pub(crate) fn redacted_text(text: &str) -> String {
         None => (text, ""),
     };
     if let Some((scheme, rest)) = head.split_once("://") {
-        let authority = rest.find('/').map_or(rest, |i| &rest[..i]);
-        if let Some(at) = authority.rfind('@') {
+        // Up to the last `@`, not the first `/`: a password may hold a `/` (invalid, but this
+        // is the text of an error). A path with an `@` is over-redacted, which is safe.
+        if let Some(at) = rest.rfind('@') {
             return format!("{scheme}://REDACTED@{}{tail}", &rest[at + 1..]);
         }
+    } else if let Some(at) = head.split('/').next().and_then(|first| first.rfind('@')) {
+        // `user:pw@host/...` without a scheme; `a/b@c` is a path and stays.
+        return format!("REDACTED@{}{tail}", &head[at + 1..]);
     }
     format!("{head}{tail}")
 }
@@ -175,6 +179,14 @@ mod tests {
         );
         assert_eq!(shown("items?token=t"), "\"items?REDACTED\"");
         assert_eq!(shown("a/b@c"), "\"a/b@c\"");
+        assert_eq!(
+            shown("https://u:pa/ss@api.example.com/x"),
+            "\"https://REDACTED@api.example.com/x\""
+        );
+        assert_eq!(
+            shown("u:pw@api.example.com/x"),
+            "\"REDACTED@api.example.com/x\""
+        );
         let e = BaseUrl::parse("https://u:pw@api/?k=secret").unwrap_err();
         assert!(
             !e.to_string().contains("pw") && !e.to_string().contains("secret"),

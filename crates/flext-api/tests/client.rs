@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flext_api::{
-    AttemptBody, Body, BreakerSettings, Client, ClientConfig, Error, RetrySettings, stack,
+    AttemptBody, Body, BreakerClock, BreakerSettings, Client, ClientConfig, Error, RetrySettings,
+    stack,
 };
 use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
 use http::{StatusCode, Version};
@@ -164,6 +165,33 @@ async fn an_outage_opens_the_breaker_and_calls_fail_fast() {
     let text = client.metrics_text();
     assert!(text.contains("flext_breaker_state{origin=\""), "{text}");
     assert!(text.contains("http_client_request_duration"), "{text}");
+}
+
+/// With `breaker.clock = "tokio"`, the breaker follows tokio's paused clock: a test advances
+/// past the open time and the next call is the probe that reaches the server.
+#[tokio::test(start_paused = true)]
+async fn a_breaker_on_the_tokio_clock_moves_with_paused_time() {
+    let config = ClientConfig::from_toml("[breaker]\nclock = \"tokio\"\n").unwrap();
+    assert_eq!(config.breaker.clock, BreakerClock::Tokio);
+    let server = TestServer::builder().http1().start().await.unwrap();
+    server
+        .script_path("/flaky", "503,503,503,503,503,200")
+        .unwrap();
+    let client = flext_api::ClientBuilder::from_config(config)
+        .base_url(&server.url("/"))
+        .no_retry()
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(client.get("flaky").send().await.unwrap().status(), 503);
+    }
+    let err = client.get("flaky").send().await.unwrap_err();
+    assert!(err.is_circuit_open(), "{err:?}");
+    assert_eq!(server.stats().requests_for_path("/flaky"), 5);
+    tokio::time::advance(Duration::from_secs(34)).await;
+    // Past the open time (30 s, ±10%) in paused time: the probe goes through and closes it.
+    assert_eq!(client.get("flaky").send().await.unwrap().status(), 200);
+    assert_eq!(server.stats().requests_for_path("/flaky"), 6);
 }
 
 #[tokio::test]

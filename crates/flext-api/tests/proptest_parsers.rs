@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use flext_api::{
-    BreakerSettings, Client, ClientBuilder, ClientConfig, HttpVersionPref, PoolSettings,
-    RetrySettings, TraceSettings, parse_duration,
+    BreakerClock, BreakerSettings, Client, ClientBuilder, ClientConfig, HttpVersionPref,
+    PoolSettings, RetrySettings, TraceSettings, parse_duration,
 };
 use flext_testkit::{SCRIPT_HEADER, TestServer};
 use http::header::{HeaderName, HeaderValue};
@@ -433,6 +433,11 @@ fn config() -> impl Strategy<Value = ClientConfig> {
                     open_for: open,
                     max_open_for: max_open,
                     half_open_probes: probes,
+                    clock: if enabled {
+                        BreakerClock::Coarse
+                    } else {
+                        BreakerClock::Tokio
+                    },
                 }
             },
         );

@@ -99,6 +99,18 @@ impl Clock for ManualClock {
     }
 }
 
+/// Whether coarsetime reads a monotonic clock on this platform: `CLOCK_MONOTONIC_COARSE`
+/// (Linux, Android), `CLOCK_MONOTONIC_FAST` (FreeBSD, DragonFly), the approximate monotonic
+/// clock (macOS), `GetTickCount64` (Windows). Elsewhere it reads the wall clock.
+const COARSE_IS_MONOTONIC: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    windows
+));
+
 /// A clock with a fixed origin, reading time as nanoseconds since then: what the atomics store.
 #[derive(Clone)]
 pub(crate) struct Ticks {
@@ -108,7 +120,8 @@ pub(crate) struct Ticks {
 #[derive(Clone)]
 enum Source {
     // The default: the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux,
-    // the cheapest monotonic source elsewhere), as coarsetime's 32.32 fixed-point seconds.
+    // the cheapest monotonic source on the systems in `COARSE_IS_MONOTONIC`, `Instant` on
+    // the others), as coarsetime's 32.32 fixed-point seconds.
     // Its resolution is the kernel's tick (1-4 ms), which the breaker's times (1 s buckets,
     // 30 s opens) do not notice; it costs a fifth of `Instant::now()` on a VM. A slow-call
     // rule times calls with `precise`, which reads `Instant::now()`.
@@ -144,6 +157,9 @@ impl Ticks {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match &self.source {
+            // Where coarsetime reads the wall clock (other BSDs, illumos), which can step
+            // back, the precise monotonic clock is used instead.
+            Source::Coarse { .. } if !COARSE_IS_MONOTONIC => self.precise(),
             Source::Coarse { base, .. } => {
                 let fixed = coarsetime::Instant::now_without_cache_update()
                     .as_u64()

@@ -104,6 +104,10 @@ impl Origin {
         if host.is_empty() {
             return Err(OriginError::new(ErrorKind::MissingHost));
         }
+        if host.contains('@') {
+            // `user@host` would parse as user-info and a host: refuse it rather than drop it.
+            return Err(OriginError::new(ErrorKind::HasUserInfo));
+        }
         let bracketed;
         let host = if host.contains(':') && !host.starts_with('[') {
             bracketed = format!("[{host}]");

@@ -149,6 +149,9 @@ fn parsing_an_origin_with_user_info_is_an_error() {
     assert!(err.is_has_user_info());
     assert!(!err.to_string().contains("secret"), "{err}");
     assert!("https://user@api.example.com/".parse::<Origin>().is_err());
+    // Nor through `Origin::new`, where `user@host` would parse as user-info and a host.
+    let err = Origin::new(Scheme::Https, "user:pw@api.example.com", 443).unwrap_err();
+    assert!(err.is_has_user_info(), "{err}");
 }
 
 proptest! {

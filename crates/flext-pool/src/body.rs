@@ -40,7 +40,7 @@ pub(crate) enum End {
 pub(crate) trait Finish: Send + Sync {
     fn finish(self: Arc<Self>, end: End);
 
-    /// Whether the server had sent a graceful GOAWAY on this connection.
+    /// Whether the server is closing this connection gracefully (GOAWAY with `NO_ERROR`).
     fn during_goaway(&self) -> bool;
 }
 
@@ -67,7 +67,7 @@ where
     }
 
     fn during_goaway(&self) -> bool {
-        self.link.peer.as_ref().is_some_and(|p| p.goaway())
+        self.link.peer.as_ref().is_some_and(|p| p.graceful_goaway())
     }
 }
 

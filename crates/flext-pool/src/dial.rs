@@ -84,6 +84,19 @@ where
             pool.on_dialed(result, start.elapsed());
         });
     }
+
+    fn redispatch_at(&self, pool: Weak<OriginPool<B>>, at: Instant) -> bool {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        handle.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(pool) = pool.upgrade() {
+                pool.redispatch();
+            }
+        });
+        true
+    }
 }
 
 async fn connect<C, B>(

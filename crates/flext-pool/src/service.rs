@@ -339,7 +339,7 @@ where
                     Err(mut e) => {
                         // Whether the server had begun to close this connection gracefully.
                         let conn = lease.conn();
-                        let goaway = conn.link.peer.as_ref().is_some_and(|p| p.goaway());
+                        let goaway = conn.link.peer.as_ref().is_some_and(|p| p.graceful_goaway());
                         drop(lease);
                         (e.take_message(), e.into_error(), goaway)
                     }

@@ -30,6 +30,8 @@ pub(crate) struct PeerState {
     settings_frames: AtomicU64,
     /// A GOAWAY arrived: the connection takes no new streams.
     goaway: AtomicBool,
+    /// A GOAWAY with an error code other than `NO_ERROR` arrived: not a graceful close.
+    goaway_error: AtomicBool,
     /// Woken at the first SETTINGS frame, at a GOAWAY and when the connection ends.
     changed: Notify,
 }
@@ -40,6 +42,7 @@ impl PeerState {
             max_concurrent_streams: AtomicU32::new(u32::MAX),
             settings_frames: AtomicU64::new(0),
             goaway: AtomicBool::new(false),
+            goaway_error: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -58,6 +61,13 @@ impl PeerState {
 
     pub(crate) fn goaway(&self) -> bool {
         self.goaway.load(Ordering::Acquire)
+    }
+
+    /// Whether the peer is closing the connection gracefully: it sent a GOAWAY, and every
+    /// GOAWAY whose error code has been read so far says `NO_ERROR` (a restart or a drain,
+    /// not a failure).
+    pub(crate) fn graceful_goaway(&self) -> bool {
+        self.goaway() && !self.goaway_error.load(Ordering::Acquire)
     }
 
     /// Waits for the first SETTINGS frame, a GOAWAY or [`PeerState::wake`].
@@ -90,8 +100,9 @@ pub(crate) struct FrameSniffer {
     /// Payload bytes of the current frame still to come.
     remaining: usize,
     kind: Payload,
-    /// A SETTINGS entry (6 bytes) split across reads.
-    entry: [u8; 6],
+    /// A SETTINGS entry (6 bytes) split across reads; the first 8 bytes of a GOAWAY
+    /// (last stream id, error code).
+    entry: [u8; 8],
     entry_len: usize,
 }
 
@@ -99,6 +110,7 @@ pub(crate) struct FrameSniffer {
 enum Payload {
     Skip,
     Settings,
+    GoAway,
 }
 
 impl FrameSniffer {
@@ -109,7 +121,7 @@ impl FrameSniffer {
             header_len: 0,
             remaining: 0,
             kind: Payload::Skip,
-            entry: [0; 6],
+            entry: [0; 8],
             entry_len: 0,
         }
     }
@@ -129,8 +141,10 @@ impl FrameSniffer {
                 continue;
             }
             let take = self.remaining.min(bytes.len());
-            if self.kind == Payload::Settings {
-                self.settings_bytes(&bytes[..take]);
+            match self.kind {
+                Payload::Settings => self.settings_bytes(&bytes[..take]),
+                Payload::GoAway => self.goaway_bytes(&bytes[..take]),
+                Payload::Skip => {}
             }
             bytes = &bytes[take..];
             self.remaining -= take;
@@ -152,7 +166,9 @@ impl FrameSniffer {
             Payload::Skip
         };
         if kind == TYPE_GOAWAY {
-            // The frame's payload does not matter to a pool: no new streams from now on.
+            // No new streams from now on, whatever the payload says; its error code tells a
+            // graceful close from a failure.
+            self.kind = Payload::GoAway;
             self.peer.goaway.store(true, Ordering::Release);
             self.peer.changed.notify_one();
         }
@@ -186,7 +202,28 @@ impl FrameSniffer {
         }
     }
 
+    fn goaway_bytes(&mut self, bytes: &[u8]) {
+        if self.entry_len >= 8 {
+            // Last stream id and error code read; the debug data that may follow is skipped.
+            return;
+        }
+        let take = (8 - self.entry_len).min(bytes.len());
+        self.entry[self.entry_len..self.entry_len + take].copy_from_slice(&bytes[..take]);
+        self.entry_len += take;
+        if self.entry_len == 8 {
+            let code =
+                u32::from_be_bytes([self.entry[4], self.entry[5], self.entry[6], self.entry[7]]);
+            if code != 0 {
+                self.peer.goaway_error.store(true, Ordering::Release);
+            }
+        }
+    }
+
     fn end_frame(&mut self) {
+        if self.kind == Payload::GoAway && self.entry_len < 8 {
+            // A GOAWAY too short to hold its error code is malformed: not graceful.
+            self.peer.goaway_error.store(true, Ordering::Release);
+        }
         if self.kind == Payload::Settings {
             let before = self.peer.settings_frames.fetch_add(1, Ordering::AcqRel);
             if before == 0 {
@@ -307,7 +344,19 @@ mod tests {
         assert!(!peer.settings_seen());
         s.feed(&frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
         assert!(peer.goaway());
+        assert!(peer.graceful_goaway());
         assert_eq!(peer.max_concurrent_streams(), None);
+        // A second GOAWAY with INTERNAL_ERROR: no longer a graceful close.
+        s.feed(&frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 2, b'x']));
+        assert!(peer.goaway() && !peer.graceful_goaway());
+    }
+
+    #[test]
+    fn a_goaway_too_short_for_its_error_code_is_not_graceful() {
+        let peer = PeerState::new();
+        let mut s = FrameSniffer::new(peer.clone());
+        s.feed(&frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 1]));
+        assert!(peer.goaway() && !peer.graceful_goaway());
     }
 
     #[derive(Debug, Clone)]
@@ -316,7 +365,8 @@ mod tests {
         SettingsAck,
         Data(Vec<u8>),
         Other(u8, Vec<u8>),
-        GoAway,
+        /// Error code and debug data.
+        GoAway(u32, Vec<u8>),
     }
 
     fn any_frame() -> impl Strategy<Value = F> {
@@ -330,7 +380,11 @@ mod tests {
                 proptest::collection::vec(any::<u8>(), 0..40)
             )
                 .prop_map(|(t, p)| F::Other(t, p)),
-            Just(F::GoAway),
+            (
+                prop_oneof![Just(0u32), Just(0u32), 1u32..14],
+                proptest::collection::vec(any::<u8>(), 0..20)
+            )
+                .prop_map(|(code, debug)| F::GoAway(code, debug)),
         ]
     }
 
@@ -344,6 +398,7 @@ mod tests {
             let mut expect_mcs = None;
             let mut expect_settings = 0u64;
             let mut expect_goaway = false;
+            let mut expect_goaway_error = false;
             for f in &frames {
                 match f {
                     F::Settings(entries) => {
@@ -358,9 +413,13 @@ mod tests {
                     F::SettingsAck => bytes.extend(frame(TYPE_SETTINGS, FLAG_ACK, 0, &[])),
                     F::Data(p) => bytes.extend(frame(0x0, 0, 1, p)),
                     F::Other(t, p) => bytes.extend(frame(*t, 0, 3, p)),
-                    F::GoAway => {
-                        bytes.extend(frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 0]));
+                    F::GoAway(code, debug) => {
+                        let mut payload = vec![0, 0, 0, 5];
+                        payload.extend_from_slice(&code.to_be_bytes());
+                        payload.extend_from_slice(debug);
+                        bytes.extend(frame(TYPE_GOAWAY, 0, 0, &payload));
                         expect_goaway = true;
+                        expect_goaway_error |= *code != 0;
                     }
                 }
             }
@@ -377,6 +436,7 @@ mod tests {
             prop_assert_eq!(peer.max_concurrent_streams(), expect_mcs.filter(|v| *v != u32::MAX));
             prop_assert_eq!(peer.settings_frames.load(Ordering::Relaxed), expect_settings);
             prop_assert_eq!(peer.goaway(), expect_goaway);
+            prop_assert_eq!(peer.graceful_goaway(), expect_goaway && !expect_goaway_error);
         }
 
         #[test]

@@ -874,6 +874,59 @@ async fn one_connection_front(backend: std::net::SocketAddr) -> std::net::Socket
     addr
 }
 
+/// A TCP front for `backend` that proxies its first connection, closes its second at once
+/// (a connect that fails before SETTINGS), and proxies every later one.
+async fn second_connection_fails_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut client, _)) = listener.accept().await {
+            n += 1;
+            if n == 2 {
+                drop(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// After a failed extra HTTP/2 connect the pool backs off; when the backoff ends, a timer
+/// dials again even though nothing else happens (the only stream is held by a long request),
+/// so the waiting request is served by a new connection, not by the long one ending.
+#[tokio::test]
+async fn a_waiter_gets_a_new_connection_when_the_connect_backoff_ends() {
+    let server = TestServer::builder().h2c().start().await.unwrap();
+    let front = second_connection_fails_front(server.addr()).await;
+    let config = Config::builder()
+        .http2_prior_knowledge(true)
+        .http2_max_streams_per_connection(Some(1))
+        .build()
+        .unwrap();
+    let pool: Client = Pool::http_with(config);
+    let uri = |path: &str| -> Uri { format!("http://{front}{path}").parse().unwrap() };
+    let slow = tokio::spawn({
+        let pool = pool.clone();
+        let req = get_scripted(uri("/slow"), "200;delay=10s");
+        async move { fetch(&pool, req).await.map(|(r, _)| r.status()) }
+    });
+    until(|| server.stats().requests_for_path("/slow") == 1).await;
+    let (resp, _) = fetch(&pool, get(uri("/waits"))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Served while the long request still holds the first connection's only stream.
+    assert!(!slow.is_finished());
+    let m = pool.origin_metrics(&origin(&uri("/"))).unwrap();
+    assert_eq!(m.counters.connect_errors, 1, "{m:?}");
+    assert_eq!(m.counters.opened_http2, 2, "{m:?}");
+    slow.abort();
+}
+
 /// One HTTP/2 connection is up and at its stream limit; a second request waits for a slot
 /// and the server refuses new connections. The waiter is rightly not failed (the open
 /// connection will serve it). Regression: the pool redialled at once after every refused

@@ -61,7 +61,8 @@ impl RetryInfo {
 
     /// Each retry: the failure that caused it and the wait before it, in order. Usually
     /// `attempts() - 1` of them; one more when the last retry was decided but could not be
-    /// sent because the inner service failed to become ready (the error then says so).
+    /// sent because the inner service failed to become ready (the request then fails with
+    /// that service's `poll_ready` error).
     pub fn retries(&self) -> &[RetryRecord] {
         &self.retries
     }

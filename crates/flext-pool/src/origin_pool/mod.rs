@@ -33,6 +33,10 @@ mod upkeep;
 pub(crate) trait Dial<B>: Send + Sync {
     /// Connects, then calls [`OriginPool::on_dialed`] with the result, once.
     fn dial(&self, pool: Arc<OriginPool<B>>);
+
+    /// At `at`, runs [`OriginPool::redispatch`] if the pool still exists; `false` without a
+    /// runtime to wait on.
+    fn redispatch_at(&self, pool: Weak<OriginPool<B>>, at: Instant) -> bool;
 }
 
 pub(crate) struct OriginPool<B: 'static> {
@@ -72,6 +76,8 @@ struct State<B: 'static> {
     /// No extra HTTP/2 connect before this instant, while an open connection can serve the
     /// waiters: a server that refuses new connections is not redialled in a tight loop.
     extra_dial_after: Option<Instant>,
+    /// A timer will look at the waiters again when the backoff ends.
+    redial_timer: bool,
 }
 
 /// The wait before another extra HTTP/2 connect after `failures` failed in a row: 50 ms,
@@ -152,6 +158,7 @@ impl<B: 'static> OriginPool<B> {
                 assumed_streams: usize::try_from(assumed).unwrap_or(1),
                 connect_failures: 0,
                 extra_dial_after: None,
+                redial_timer: false,
             }),
             waiting: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
@@ -392,8 +399,11 @@ impl<B: 'static> OriginPool<B> {
             let mut st = self.lock();
             st.connecting = st.connecting.saturating_sub(1);
             self.metrics.connect_time.record(took);
-            let connected =
-                matches!(&result, Ok(conn) if !conn.link.closed.load(Ordering::Acquire));
+            // A connection that arrives already going away (SETTINGS, then GOAWAY: a server
+            // refusing more connections at the HTTP/2 level) is not a successful connect.
+            let connected = matches!(&result, Ok(conn)
+                if !conn.link.closed.load(Ordering::Acquire)
+                    && !conn.link.peer.as_ref().is_some_and(|p| p.goaway()));
             if connected {
                 st.connect_failures = 0;
                 st.extra_dial_after = None;
@@ -434,7 +444,31 @@ impl<B: 'static> OriginPool<B> {
             }
             let dials = self.dispatch_locked(&mut st, now);
             self.trim_idle_locked(&mut st);
+            if !connected && !st.waiters.is_empty() && !st.redial_timer {
+                // Backing off: nothing else may happen before the backoff ends (every stream
+                // of the open connections held by long requests), so a timer looks again.
+                if let Some(at) = st.extra_dial_after {
+                    st.redial_timer = self.redial_at(at);
+                }
+            }
             dials
+        };
+        self.start_dials(dials);
+    }
+
+    /// Runs the dispatch again at `at`, from a task holding only a weak reference to the
+    /// pool; `false` without a runtime to run it on.
+    fn redial_at(&self, at: Instant) -> bool {
+        self.dialer.redispatch_at(self.me.clone(), at)
+    }
+
+    /// Gives free capacity to the waiters and starts the connects they need (the end of a
+    /// connect backoff).
+    pub(crate) fn redispatch(&self) {
+        let dials = {
+            let mut st = self.lock();
+            st.redial_timer = false;
+            self.dispatch_locked(&mut st, Instant::now())
         };
         self.start_dials(dials);
     }
