@@ -155,6 +155,9 @@ where
         // streams are spread according to its real limit, not an assumed one.
         peer.wait_settings().await;
         if !peer.settings_seen() {
+            if peer.graceful_goaway() {
+                return Err(refused_gracefully());
+            }
             return Err(TransportError::connect(Message(
                 "connection closed before the server's http2 settings",
             )));
@@ -168,6 +171,20 @@ where
         tracing::debug!(origin = %pool.origin, id, "http1 connection open");
         Ok(Arc::new(Conn::new_h1(link, pool.weak(), expires, tx)))
     }
+}
+
+/// A new HTTP/2 connection that the server closed gracefully (GOAWAY with `NO_ERROR`)
+/// before it could take a request: the server is up and shedding or restarting, and no
+/// request was sent, so this is a refusal (resendable, not a sign of an outage), not a
+/// connect failure.
+pub(crate) fn refused_gracefully() -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Refused,
+        Sent::No,
+        Some(Box::new(Message(
+            "the server closed the new http2 connection gracefully (GOAWAY) before it took a request",
+        ))),
+    )
 }
 
 /// Runs a connection until it ends, then tells the pool. The task holds the pool weakly and

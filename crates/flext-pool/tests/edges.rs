@@ -419,6 +419,40 @@ async fn a_request_lost_after_a_graceful_goaway_is_marked_as_such() {
     );
 }
 
+/// A server that closes every new HTTP/2 connection gracefully right after its SETTINGS
+/// (a server draining for a restart): the request was never sent, so it fails as refused
+/// (resendable, and not counted by a breaker), not as a connect failure, and the pool does
+/// not redial in a loop for it.
+#[tokio::test]
+async fn a_new_connection_closed_gracefully_at_once_is_a_refusal() {
+    let uri = h2_server(|mut conn| async move {
+        conn.graceful_shutdown();
+        while let Some(Ok(_)) = conn.accept().await {}
+    })
+    .await;
+    let config = Config::builder()
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap();
+    let pool: Client = Pool::http_with(config);
+    for _ in 0..5 {
+        let err = fetch(&pool, get(uri.clone())).await.unwrap_err();
+        assert!(err.is_never_sent(), "{err:?}");
+        assert!(!err.is_connect(), "{err:?}");
+        // Depending on when the GOAWAY is read: refused while the connection was made, or
+        // cancelled on it before it was sent, marked as happening during a graceful close.
+        let t = err.transport();
+        assert!(t.is_refused() || t.is_during_goaway(), "{err:?}");
+        if t.is_refused() {
+            assert!(
+                chain(&err).contains("gracefully (GOAWAY)"),
+                "{}",
+                chain(&err)
+            );
+        }
+    }
+}
+
 /// A TCP stream that claims whatever ALPN outcome the test wants.
 struct Claimed {
     io: TokioIo<TcpStream>,

@@ -412,7 +412,7 @@ impl<B: 'static> OriginPool<B> {
                 st.extra_dial_after = Some(now + extra_dial_backoff(st.connect_failures));
             }
             match result {
-                Ok(conn) if !conn.link.closed.load(Ordering::Acquire) => {
+                Ok(conn) if connected => {
                     conn.link.registered.store(true, Ordering::Release);
                     match &conn.proto {
                         Proto::H1(_) => {
@@ -430,10 +430,21 @@ impl<B: 'static> OriginPool<B> {
                         }
                     }
                 }
-                Ok(_closed) => {
-                    let e = TransportError::connect(crate::error::Message(
-                        "connection closed during its handshake",
-                    ));
+                // Closed, or going away before it took a stream: never registered (dropping it
+                // lets its driver end), and the waiters it was for fail as never sent.
+                Ok(unusable) => {
+                    let peer = unusable.link.peer.as_ref();
+                    let e = if peer.is_some_and(|p| p.graceful_goaway()) {
+                        crate::dial::refused_gracefully()
+                    } else if peer.is_some_and(|p| p.goaway()) {
+                        TransportError::connect(crate::error::Message(
+                            "the server closed the new http2 connection with an error (GOAWAY)",
+                        ))
+                    } else {
+                        TransportError::connect(crate::error::Message(
+                            "connection closed during its handshake",
+                        ))
+                    };
                     self.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
                     self.fail_waiters_locked(&mut st, e, now);
                 }
