@@ -364,8 +364,16 @@ impl<B: 'static> OriginPool<B> {
                 let covered = st.connecting.saturating_mul(per);
                 let usable = st.h2.iter().filter(|c| c.h2_open_for_streams(now)).count();
                 let backing_off = usable > 0 && st.extra_dial_after.is_some_and(|t| now < t);
-                if waiting <= covered || backing_off {
-                    // Backing off, the waiters get the open connections' streams as they free.
+                if waiting <= covered {
+                    0
+                } else if backing_off {
+                    // The waiters get the open connections' streams as they free, and a timer
+                    // looks again when the backoff ends, in case none does by then.
+                    if !st.redial_timer
+                        && let Some(at) = st.extra_dial_after
+                    {
+                        st.redial_timer = self.redial_at(at);
+                    }
                     0
                 } else {
                     let h2_room = self
@@ -455,13 +463,6 @@ impl<B: 'static> OriginPool<B> {
             }
             let dials = self.dispatch_locked(&mut st, now);
             self.trim_idle_locked(&mut st);
-            if !connected && !st.waiters.is_empty() && !st.redial_timer {
-                // Backing off: nothing else may happen before the backoff ends (every stream
-                // of the open connections held by long requests), so a timer looks again.
-                if let Some(at) = st.extra_dial_after {
-                    st.redial_timer = self.redial_at(at);
-                }
-            }
             dials
         };
         self.start_dials(dials);
