@@ -59,6 +59,7 @@ impl BreakerClassifier {
     }
 
     /// Whether the classifier counts `status` as a failure.
+    #[inline]
     pub fn is_failure_status(status: StatusCode) -> bool {
         matches!(status.as_u16(), 500 | 502 | 503 | 504)
     }

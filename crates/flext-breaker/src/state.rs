@@ -575,6 +575,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
             self.cell.cancel(self);

@@ -30,6 +30,7 @@ impl Outcome {
     }
 
     /// The failure, if this is one.
+    #[inline]
     pub fn failure(&self) -> Option<&Failure> {
         match self {
             Outcome::Failure(f) => Some(f),
@@ -111,6 +112,7 @@ impl Failure {
     }
 
     /// How long the server asked the client to wait (`Retry-After`), if it did.
+    #[inline]
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
