@@ -273,8 +273,8 @@ fn breaker_layer(c: &ClientConfig) -> Result<BreakerLayer, Error> {
         .half_open_probes(b.half_open_probes);
     let builder = BreakerLayer::builder().config(config);
     let builder = match b.clock {
+        BreakerClock::Coarse => builder,
         BreakerClock::Tokio => builder.clock(flext_breaker::TokioClock),
-        _ => builder,
     };
     builder
         .build()

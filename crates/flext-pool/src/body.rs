@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use flext_core::TransportError;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -40,8 +41,8 @@ pub(crate) enum End {
 pub(crate) trait Finish: Send + Sync {
     fn finish(self: Arc<Self>, end: End);
 
-    /// Whether the server is closing this connection gracefully (GOAWAY with `NO_ERROR`).
-    fn during_goaway(&self) -> bool;
+    /// `err`, marked when the server was closing this connection gracefully.
+    fn mark(&self, err: TransportError) -> TransportError;
 }
 
 impl<B: Send + 'static> Finish for Conn<B>
@@ -66,8 +67,8 @@ where
         }
     }
 
-    fn during_goaway(&self) -> bool {
-        self.link.peer.as_ref().is_some_and(|p| p.graceful_goaway())
+    fn mark(&self, err: TransportError) -> TransportError {
+        self.link.mark(err)
     }
 }
 
@@ -111,14 +112,11 @@ impl http_body::Body for Body {
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => {
-                let goaway = this.guard.as_ref().is_some_and(|g| g.during_goaway());
-                this.finish(End::Failed);
-                let transport = classify_body(e);
-                let transport = if goaway {
-                    transport.during_goaway()
-                } else {
-                    transport
+                let transport = match &this.guard {
+                    Some(guard) => guard.mark(classify_body(e)),
+                    None => classify_body(e),
                 };
+                this.finish(End::Failed);
                 Poll::Ready(Some(Err(Error::body(transport))))
             }
             None => {

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use flext_core::TransportError;
 use hyper::client::conn::{http1, http2};
 use tokio::time::Instant;
 
@@ -51,6 +52,21 @@ impl Link {
 
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         CloseReason::from_u8(self.close_reason.load(Ordering::Acquire))
+    }
+
+    /// Whether the server sent a GOAWAY on this (HTTP/2) connection.
+    pub(crate) fn goaway(&self) -> bool {
+        self.peer.as_ref().is_some_and(|p| p.goaway())
+    }
+
+    /// `err`, marked [`TransportError::during_goaway`] when the server was closing this
+    /// connection gracefully (every GOAWAY it sent says `NO_ERROR`).
+    pub(crate) fn mark(&self, err: TransportError) -> TransportError {
+        if self.peer.as_ref().is_some_and(|p| p.graceful_goaway()) {
+            err.during_goaway()
+        } else {
+            err
+        }
     }
 }
 
@@ -188,7 +204,7 @@ impl<B: 'static> Conn<B> {
         match &self.proto {
             Proto::H2(h2) => {
                 !h2.retired.load(Ordering::Acquire)
-                    && !self.link.peer.as_ref().is_some_and(|p| p.goaway())
+                    && !self.link.goaway()
                     && !h2.tx.is_closed()
                     && !self.is_expired(now)
             }

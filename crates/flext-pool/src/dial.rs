@@ -155,12 +155,11 @@ where
         // streams are spread according to its real limit, not an assumed one.
         peer.wait_settings().await;
         if !peer.settings_seen() {
-            if peer.graceful_goaway() {
-                return Err(refused_gracefully());
-            }
-            return Err(TransportError::connect(Message(
-                "connection closed before the server's http2 settings",
-            )));
+            return Err(going_away_error(&peer).unwrap_or_else(|| {
+                TransportError::connect(Message(
+                    "connection closed before the server's http2 settings",
+                ))
+            }));
         }
         tracing::debug!(origin = %pool.origin, id, max_streams = ?peer.max_concurrent_streams(), "http2 connection open");
         Ok(conn)
@@ -173,18 +172,26 @@ where
     }
 }
 
-/// A new HTTP/2 connection that the server closed gracefully (GOAWAY with `NO_ERROR`)
-/// before it could take a request: the server is up and shedding or restarting, and no
-/// request was sent, so this is a refusal (resendable, not a sign of an outage), not a
-/// connect failure.
-pub(crate) fn refused_gracefully() -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Refused,
-        Sent::No,
-        Some(Box::new(Message(
-            "the server closed the new http2 connection gracefully (GOAWAY) before it took a request",
-        ))),
-    )
+/// The error of a new HTTP/2 connection the server sent a GOAWAY on before it took a
+/// request; `None` without a GOAWAY. Closed gracefully (`NO_ERROR`), the server is up and
+/// shedding or restarting, and no request was sent: a refusal (resendable, not a sign of an
+/// outage), not a connect failure. With an error code, a connect failure.
+pub(crate) fn going_away_error(peer: &PeerState) -> Option<TransportError> {
+    if peer.graceful_goaway() {
+        Some(TransportError::new(
+            TransportErrorKind::Refused,
+            Sent::No,
+            Some(Box::new(Message(
+                "the server closed the new http2 connection gracefully (GOAWAY) before it took a request",
+            ))),
+        ))
+    } else if peer.goaway() {
+        Some(TransportError::connect(Message(
+            "the server closed the new http2 connection with an error (GOAWAY)",
+        )))
+    } else {
+        None
+    }
 }
 
 /// Runs a connection until it ends, then tells the pool. The task holds the pool weakly and

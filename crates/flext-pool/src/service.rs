@@ -324,7 +324,7 @@ where
                             CloseReason::Error
                         };
                         pool.release_h1(conn, Release::Close(reason));
-                        (unsent, e.into_error(), false)
+                        (unsent, e.into_error(), None)
                     }
                 }
             }
@@ -337,17 +337,19 @@ where
                         return Ok(wrap(resp, lease.into_conn(), true, reused, &pool));
                     }
                     Err(mut e) => {
-                        // Whether the server had begun to close this connection gracefully.
-                        let conn = lease.conn();
-                        let goaway = conn.link.peer.as_ref().is_some_and(|p| p.graceful_goaway());
+                        // Kept to tell whether the server was closing the connection gracefully.
+                        let link = lease.conn().link.clone();
                         drop(lease);
-                        (e.take_message(), e.into_error(), goaway)
+                        (e.take_message(), e.into_error(), Some(link))
                     }
                 }
             }
         };
-        let (unsent, err, goaway) = result;
-        let mark = |t: flext_core::TransportError| if goaway { t.during_goaway() } else { t };
+        let (unsent, err, link) = result;
+        let mark = |t| match &link {
+            Some(link) => link.mark(t),
+            None => t,
+        };
         match unsent {
             Some(r) if !retried && (reused || is_h2) && pool.config.retry_never_sent_once => {
                 retried = true;

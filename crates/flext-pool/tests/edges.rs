@@ -891,34 +891,27 @@ async fn a_pool_without_idle_timeout_or_lifetime_keeps_its_connection() {
     assert_eq!(m.counters.reused, 1);
 }
 
-/// A TCP front for `backend` that takes one connection, then closes its port: every later
-/// connect to it is refused, while the first connection stays up.
-async fn one_connection_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((mut client, _)) = listener.accept().await else {
-            return;
-        };
-        drop(listener);
-        if let Ok(mut upstream) = TcpStream::connect(backend).await {
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        }
-    });
-    addr
+/// What a [`front`] does with a connection it accepts.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Proxies it to the backend.
+    Proxy,
+    /// Closes it at once: a connect that fails before the server's SETTINGS.
+    Drop,
+    /// Proxies it, then closes the port: every later connect is refused.
+    ProxyThenRefuse,
 }
 
-/// A TCP front for `backend` that proxies its first connection, closes its second at once
-/// (a connect that fails before SETTINGS), and proxies every later one.
-async fn second_connection_fails_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
+/// A TCP front for `backend` that does `plan(n)` with its n-th connection (from 1).
+async fn front(backend: std::net::SocketAddr, plan: fn(usize) -> Then) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let mut n = 0;
         while let Ok((mut client, _)) = listener.accept().await {
             n += 1;
-            if n == 2 {
-                drop(client);
+            let then = plan(n);
+            if matches!(then, Then::Drop) {
                 continue;
             }
             tokio::spawn(async move {
@@ -926,9 +919,40 @@ async fn second_connection_fails_front(backend: std::net::SocketAddr) -> std::ne
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 }
             });
+            if matches!(then, Then::ProxyThenRefuse) {
+                return;
+            }
         }
     });
     addr
+}
+
+/// A pool allowing one stream per HTTP/2 connection, through `front`, whose first (only)
+/// stream a `/slow` request answered after `delay` holds; with the URI maker and the slow
+/// request's task.
+async fn one_stream_held(
+    server: &TestServer,
+    front: std::net::SocketAddr,
+    delay: &str,
+) -> (
+    Client,
+    impl Fn(&str) -> Uri,
+    tokio::task::JoinHandle<Result<StatusCode, flext_pool::Error>>,
+) {
+    let config = Config::builder()
+        .http2_prior_knowledge(true)
+        .http2_max_streams_per_connection(Some(1))
+        .build()
+        .unwrap();
+    let pool: Client = Pool::http_with(config);
+    let uri = move |path: &str| -> Uri { format!("http://{front}{path}").parse().unwrap() };
+    let slow = tokio::spawn({
+        let pool = pool.clone();
+        let req = get_scripted(uri("/slow"), &format!("200;delay={delay}"));
+        async move { fetch(&pool, req).await.map(|(r, _)| r.status()) }
+    });
+    until(|| server.stats().requests_for_path("/slow") == 1).await;
+    (pool, uri, slow)
 }
 
 /// After a failed extra HTTP/2 connect the pool backs off; when the backoff ends, a timer
@@ -937,20 +961,13 @@ async fn second_connection_fails_front(backend: std::net::SocketAddr) -> std::ne
 #[tokio::test]
 async fn a_waiter_gets_a_new_connection_when_the_connect_backoff_ends() {
     let server = TestServer::builder().h2c().start().await.unwrap();
-    let front = second_connection_fails_front(server.addr()).await;
-    let config = Config::builder()
-        .http2_prior_knowledge(true)
-        .http2_max_streams_per_connection(Some(1))
-        .build()
-        .unwrap();
-    let pool: Client = Pool::http_with(config);
-    let uri = |path: &str| -> Uri { format!("http://{front}{path}").parse().unwrap() };
-    let slow = tokio::spawn({
-        let pool = pool.clone();
-        let req = get_scripted(uri("/slow"), "200;delay=10s");
-        async move { fetch(&pool, req).await.map(|(r, _)| r.status()) }
-    });
-    until(|| server.stats().requests_for_path("/slow") == 1).await;
+    // The second connection fails before SETTINGS; the others reach the server.
+    let front = front(
+        server.addr(),
+        |n| if n == 2 { Then::Drop } else { Then::Proxy },
+    )
+    .await;
+    let (pool, uri, slow) = one_stream_held(&server, front, "10s").await;
     let (resp, _) = fetch(&pool, get(uri("/waits"))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // Served while the long request still holds the first connection's only stream.
@@ -969,20 +986,8 @@ async fn a_waiter_gets_a_new_connection_when_the_connect_backoff_ends() {
 #[tokio::test]
 async fn a_refused_extra_http2_connect_is_not_retried_in_a_tight_loop() {
     let server = TestServer::builder().h2c().start().await.unwrap();
-    let front = one_connection_front(server.addr()).await;
-    let config = Config::builder()
-        .http2_prior_knowledge(true)
-        .http2_max_streams_per_connection(Some(1))
-        .build()
-        .unwrap();
-    let pool: Client = Pool::http_with(config);
-    let uri = |path: &str| -> Uri { format!("http://{front}{path}").parse().unwrap() };
-    let slow = tokio::spawn({
-        let pool = pool.clone();
-        let req = get_scripted(uri("/slow"), "200;delay=50ms");
-        async move { fetch(&pool, req).await.map(|(r, _)| r.status()) }
-    });
-    until(|| server.stats().requests_for_path("/slow") == 1).await;
+    let front = front(server.addr(), |_| Then::ProxyThenRefuse).await;
+    let (pool, uri, slow) = one_stream_held(&server, front, "50ms").await;
     let (resp, _) = fetch(&pool, get(uri("/waits"))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(slow.await.unwrap().unwrap(), StatusCode::OK);

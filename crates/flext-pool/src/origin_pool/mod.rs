@@ -410,8 +410,7 @@ impl<B: 'static> OriginPool<B> {
             // A connection that arrives already going away (SETTINGS, then GOAWAY: a server
             // refusing more connections at the HTTP/2 level) is not a successful connect.
             let connected = matches!(&result, Ok(conn)
-                if !conn.link.closed.load(Ordering::Acquire)
-                    && !conn.link.peer.as_ref().is_some_and(|p| p.goaway()));
+                if !conn.link.closed.load(Ordering::Acquire) && !conn.link.goaway());
             if connected {
                 st.connect_failures = 0;
                 st.extra_dial_after = None;
@@ -441,18 +440,16 @@ impl<B: 'static> OriginPool<B> {
                 // Closed, or going away before it took a stream: never registered (dropping it
                 // lets its driver end), and the waiters it was for fail as never sent.
                 Ok(unusable) => {
-                    let peer = unusable.link.peer.as_ref();
-                    let e = if peer.is_some_and(|p| p.graceful_goaway()) {
-                        crate::dial::refused_gracefully()
-                    } else if peer.is_some_and(|p| p.goaway()) {
-                        TransportError::connect(crate::error::Message(
-                            "the server closed the new http2 connection with an error (GOAWAY)",
-                        ))
-                    } else {
-                        TransportError::connect(crate::error::Message(
-                            "connection closed during its handshake",
-                        ))
-                    };
+                    let e = unusable
+                        .link
+                        .peer
+                        .as_deref()
+                        .and_then(crate::dial::going_away_error)
+                        .unwrap_or_else(|| {
+                            TransportError::connect(crate::error::Message(
+                                "connection closed during its handshake",
+                            ))
+                        });
                     self.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
                     self.fail_waiters_locked(&mut st, e, now);
                 }
@@ -540,7 +537,7 @@ impl<B: 'static> OriginPool<B> {
                     st.idle.retain(|i| !Arc::ptr_eq(&i.conn.link, link));
                 }
                 let reason = link.close_reason().unwrap_or_else(|| {
-                    if link.peer.as_ref().is_some_and(|p| p.goaway()) {
+                    if link.goaway() {
                         CloseReason::GoAway
                     } else if failed {
                         CloseReason::Error
@@ -605,7 +602,7 @@ impl<B: 'static> OriginPool<B> {
     }
 
     fn remove_h2_locked(&self, st: &mut State<B>, conn: &Arc<Conn<B>>, now: Instant) {
-        let reason = if conn.link.peer.as_ref().is_some_and(|p| p.goaway()) {
+        let reason = if conn.link.goaway() {
             CloseReason::GoAway
         } else if conn.is_expired(now) {
             CloseReason::Lifetime
