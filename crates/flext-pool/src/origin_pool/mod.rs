@@ -225,12 +225,9 @@ impl<B: 'static> OriginPool<B> {
         self.start_dials(dials);
 
         let pool_limit = now + self.config.acquire_timeout;
+        let until = deadline.map_or(pool_limit, |d| d.instant().min(pool_limit));
         // Whether the request's own deadline, not the pool's acquire timeout, ends the wait.
-        let deadline_first = deadline.is_some_and(|d| d.instant() < pool_limit);
-        let until = match deadline {
-            Some(d) if deadline_first => d.instant(),
-            _ => pool_limit,
-        };
+        let deadline_first = until < pool_limit;
         let mut guard = WaiterGuard {
             pool: self,
             id,
