@@ -359,25 +359,28 @@ impl<B: 'static> OriginPool<B> {
             Protocol::Http2 => {
                 let per = st.assumed_streams.max(1);
                 let covered = st.connecting.saturating_mul(per);
-                let usable = st.h2.iter().filter(|c| c.h2_open_for_streams(now)).count();
-                let backing_off = usable > 0 && st.extra_dial_after.is_some_and(|t| now < t);
                 if waiting <= covered {
                     0
-                } else if backing_off {
-                    // The waiters get the open connections' streams as they free, and a timer
-                    // looks again when the backoff ends, in case none does by then.
-                    if !st.redial_timer
-                        && let Some(at) = st.extra_dial_after
-                    {
-                        st.redial_timer = self.redial_at(at);
-                    }
-                    0
                 } else {
-                    let h2_room = self
-                        .config
-                        .http2_max_connections
-                        .saturating_sub(usable + st.connecting);
-                    (waiting - covered).div_ceil(per).min(h2_room)
+                    let usable = st.h2.iter().filter(|c| c.h2_open_for_streams(now)).count();
+                    match st.extra_dial_after {
+                        // Backing off: the waiters get the open connections' streams as they
+                        // free, and a timer looks again when the backoff ends, in case none
+                        // does by then.
+                        Some(at) if usable > 0 && now < at => {
+                            if !st.redial_timer {
+                                st.redial_timer = self.redial_at(at);
+                            }
+                            0
+                        }
+                        _ => {
+                            let h2_room = self
+                                .config
+                                .http2_max_connections
+                                .saturating_sub(usable + st.connecting);
+                            (waiting - covered).div_ceil(per).min(h2_room)
+                        }
+                    }
                 }
             }
         };
