@@ -177,12 +177,7 @@ impl Ticks {
     /// slow-call rule. The same time base as [`now`](Ticks::now) for an injected clock.
     pub(crate) fn precise(&self) -> u64 {
         match &self.source {
-            Source::Coarse { precise_base, .. } => {
-                let d = precise_base.elapsed();
-                d.as_secs()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(u64::from(d.subsec_nanos()))
-            }
+            Source::Coarse { precise_base, .. } => nanos(precise_base.elapsed()),
             Source::Custom { clock, base } => since(clock.now(), *base),
         }
     }
@@ -190,12 +185,7 @@ impl Ticks {
 
 #[inline]
 fn since(now: Instant, base: Instant) -> u64 {
-    let d = now.saturating_duration_since(base);
-    // `as_secs * 1e9 + subsec` is cheaper than `as_nanos` (no u128) and overflows only
-    // after 584 years.
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
+    nanos(now.saturating_duration_since(base))
 }
 
 impl fmt::Debug for Ticks {
@@ -208,9 +198,13 @@ impl fmt::Debug for Ticks {
     }
 }
 
-/// A duration as nanoseconds, saturating.
+/// A duration as nanoseconds, saturating (after 584 years). `as_secs * 1e9 + subsec` is
+/// cheaper than `as_nanos` (no u128): it runs on every call.
+#[inline]
 pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 #[cfg(test)]
