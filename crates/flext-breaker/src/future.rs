@@ -20,60 +20,47 @@ pin_project! {
     /// Dropping it before it completes gives a half-open probe's place back, without a
     /// verdict.
     pub struct ResponseFuture<F, C> {
+        // First and in an `Option` of its own, so that the inner service's future is written
+        // where it stays (no move of a large future through a temporary); `None` when refused.
         #[pin]
-        kind: Kind<F, C>,
+        future: Option<F>,
+        guard: Guard<C>,
     }
 }
 
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, C> {
-        Guarded {
-            #[pin]
-            future: F,
-            permit: Permit,
-            classifier: C,
-        },
-        Unguarded {
-            #[pin]
-            future: F,
-        },
-        Rejected {
-            error: Option<CircuitOpen>,
-        },
-    }
+/// What a call's future does when the inner future ends.
+pub(crate) enum Guard<C> {
+    /// Records the outcome with the permit.
+    Permit { permit: Permit, classifier: C },
+    /// Nothing: the request has no breaker.
+    Unguarded,
+    /// The call was refused (there is no inner future).
+    Rejected(Option<CircuitOpen>),
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn guarded(future: F, permit: Permit, classifier: C) -> Self {
+    #[inline]
+    pub(crate) fn new(future: F, guard: Guard<C>) -> Self {
         ResponseFuture {
-            kind: Kind::Guarded {
-                future,
-                permit,
-                classifier,
-            },
-        }
-    }
-
-    pub(crate) fn unguarded(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Unguarded { future },
+            future: Some(future),
+            guard,
         }
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
+            future: None,
+            guard: Guard::Rejected(Some(error)),
         }
     }
 }
 
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            Kind::Guarded { permit, .. } => format!("guarded({permit:?})"),
-            Kind::Unguarded { .. } => "unguarded".to_string(),
-            Kind::Rejected { error } => format!("rejected({error:?})"),
+        let kind = match &self.guard {
+            Guard::Permit { permit, .. } => format!("guarded({permit:?})"),
+            Guard::Unguarded => "unguarded".to_string(),
+            Guard::Rejected(error) => format!("rejected({error:?})"),
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
@@ -90,32 +77,35 @@ where
     type Output = Result<Response<B>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Guarded {
-                future,
-                permit,
-                classifier,
-            } => match ready!(future.poll(cx)) {
-                Ok(response) => {
-                    let (status, headers) = (response.status(), response.headers());
-                    let outcome = classifier.classify_response(status, headers);
-                    let wait = server_wait(&outcome, status, headers);
-                    permit.finish(verdict(&outcome), wait);
-                    Poll::Ready(Ok(response))
-                }
-                Err(error) => {
-                    let error: BoxError = error.into();
-                    let outcome = classifier.classify_error(&*error);
-                    let wait = outcome.failure().and_then(|f| f.retry_after());
-                    permit.finish(verdict(&outcome), wait);
-                    Poll::Ready(Err(error))
-                }
-            },
-            KindProj::Unguarded { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Rejected { error } => Poll::Ready(Err(match error.take() {
-                Some(open) => open.into(),
-                None => "breaker future polled after completion".into(),
-            })),
+        let this = self.project();
+        let Some(future) = this.future.as_pin_mut() else {
+            return Poll::Ready(Err(match this.guard {
+                Guard::Rejected(error) => match error.take() {
+                    Some(open) => open.into(),
+                    None => "breaker future polled after completion".into(),
+                },
+                _ => "breaker future polled after completion".into(),
+            }));
+        };
+        let result = ready!(future.poll(cx));
+        let Guard::Permit { permit, classifier } = this.guard else {
+            return Poll::Ready(result.map_err(Into::into));
+        };
+        match result {
+            Ok(response) => {
+                let (status, headers) = (response.status(), response.headers());
+                let outcome = classifier.classify_response(status, headers);
+                let wait = server_wait(&outcome, status, headers);
+                permit.finish(verdict(&outcome), wait);
+                Poll::Ready(Ok(response))
+            }
+            Err(error) => {
+                let error: BoxError = error.into();
+                let outcome = classifier.classify_error(&*error);
+                let wait = outcome.failure().and_then(|f| f.retry_after());
+                permit.finish(verdict(&outcome), wait);
+                Poll::Ready(Err(error))
+            }
         }
     }
 }

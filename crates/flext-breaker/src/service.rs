@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::classify::BreakerClassifier;
-use crate::future::ResponseFuture;
+use crate::future::{Guard, ResponseFuture};
 use crate::handle::BreakerHandle;
 use crate::key::{ByOrigin, Partition, PartitionFor};
 use crate::layer::BreakerLayer;
@@ -124,15 +124,14 @@ where
                 None => None,
             };
         }
-        let permit = match self.last.as_ref().map(|e| e.cell.admit()) {
-            None => None,
-            Some(Ok(permit)) => Some(permit),
+        let guard = match self.last.as_ref().map(|e| e.cell.admit()) {
+            None => Guard::Unguarded,
+            Some(Ok(permit)) => Guard::Permit {
+                permit,
+                classifier: self.classifier.clone(),
+            },
             Some(Err(open)) => return ResponseFuture::rejected(open),
         };
-        let future = self.inner.call(req);
-        match permit {
-            Some(permit) => ResponseFuture::guarded(future, permit, self.classifier.clone()),
-            None => ResponseFuture::unguarded(future),
-        }
+        ResponseFuture::new(self.inner.call(req), guard)
     }
 }
