@@ -15,12 +15,17 @@ use tokio::time::Instant;
 use crate::credential::{self, Redacted};
 use crate::error::{Error, Kind, SharedError};
 use crate::provider::{CredentialProvider, Expiry, Token};
+use crate::watch::{Watch, Watched};
 
 /// A cache in front of a [`CredentialProvider`]: what an [`AuthLayer`](crate::AuthLayer)
 /// uses for dynamic credentials.
 ///
-/// - **Warm path**: one atomic load of the current token (an `ArcSwap`) and one clock read;
-///   no lock, no await, no allocation.
+/// - **Warm path**: one relaxed atomic load of the current token (through an `ArcSwap`
+///   cache), its fresh flag and a read of the kernel's coarse clock; no lock, no await, no
+///   allocation, and no read of tokio's clock: the refresh point is registered with the
+///   runtime's timer, which marks the token due, and the coarse clock bounds that by real
+///   time in case the timer fires late. Near the refresh point, or for a token cached on a
+///   runtime that has since shut down, tokio's clock is read and decides.
 /// - **Refresh ahead**: a token with a lifetime `L` is refreshed `clamp(L / 10, 10 s, 5 min)`
 ///   before it expires (never more than `L / 2`), moved by a random ±20 % that stays within
 ///   those bounds, so that many clients started together do not refresh together. Until the
@@ -40,8 +45,9 @@ use crate::provider::{CredentialProvider, Expiry, Token};
 ///   way happens at most once per re-authentication interval (5 s), so a server that rejects
 ///   every token cannot make the cache hammer the provider.
 ///
-/// Time is read from tokio's clock, so all of this can be tested with a paused clock. The cache
-/// needs a tokio runtime with the time driver enabled. Clones share the cache.
+/// Time is tokio's clock, so all of this can be tested with a paused clock: moving it past a
+/// refresh point marks the token due before `tokio::time::advance` returns. The cache needs a
+/// tokio runtime with the time driver enabled. Clones share the cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -120,11 +126,40 @@ pub(crate) struct Entry {
     /// When to start a background refresh; `None` for a token without expiry.
     refresh_at: Option<Instant>,
     expires_at: Option<Instant>,
+    /// Whether the refresh point is known to be ahead without reading tokio's clock.
+    watch: Watch,
 }
 
 impl Entry {
+    /// The entry, its refresh point registered with the current runtime's timer.
+    fn new(
+        value: HeaderValue,
+        generation: u64,
+        refresh_at: Option<Instant>,
+        expires_at: Option<Instant>,
+    ) -> Arc<Entry> {
+        let watch = refresh_at.map_or_else(Watch::forever, Watch::until);
+        let entry = Arc::new(Entry {
+            value,
+            generation,
+            refresh_at,
+            expires_at,
+            watch,
+        });
+        if let Some(at) = refresh_at {
+            Watch::arm(&entry, at);
+        }
+        entry
+    }
+
     fn is_valid(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+impl Watched for Entry {
+    fn watch(&self) -> &Watch {
+        &self.watch
     }
 }
 
@@ -291,6 +326,8 @@ impl CachedProvider {
         self.usable(self.shared.current.load().as_ref()?)
     }
 
+    /// The authority on whether a token may be used: tokio's clock.
+    #[inline(never)]
     fn usable(&self, entry: &Entry) -> Option<(HeaderValue, u64)> {
         if let Some(refresh_at) = entry.refresh_at {
             let now = Instant::now();
@@ -393,13 +430,13 @@ impl CachedProvider {
             // Keep the still-valid token, and look again when the backoff ends.
             let current = self.shared.current.load_full();
             if let (Some(entry), Some(retry_at)) = (current, state.retry_at) {
-                let postponed = Entry {
-                    value: entry.value.clone(),
-                    generation: entry.generation,
-                    refresh_at: Some(retry_at.min(entry.expires_at.unwrap_or(retry_at))),
-                    expires_at: entry.expires_at,
-                };
-                self.shared.current.store(Some(Arc::new(postponed)));
+                let postponed = Entry::new(
+                    entry.value.clone(),
+                    entry.generation,
+                    Some(retry_at.min(entry.expires_at.unwrap_or(retry_at))),
+                    entry.expires_at,
+                );
+                self.shared.current.store(Some(postponed));
             }
         }
     }
@@ -476,12 +513,12 @@ impl CachedProvider {
             refresh_in = ?refresh_at.map(|at| at.saturating_duration_since(now)),
             "credential refreshed"
         );
-        self.shared.current.store(Some(Arc::new(Entry {
-            value: value.clone(),
+        self.shared.current.store(Some(Entry::new(
+            value.clone(),
             generation,
             refresh_at,
             expires_at,
-        })));
+        )));
         Ok((value, generation))
     }
 
@@ -547,9 +584,14 @@ pub(crate) struct LocalView {
 
 impl LocalView {
     /// The warm path: the cached token if it may be used now, starting a background refresh
-    /// if it is due.
+    /// if it is due. A token known to be before its refresh point is taken without a clock
+    /// read (see [`Watch`]).
+    #[inline]
     pub(crate) fn lookup(&mut self) -> Option<(HeaderValue, u64)> {
         let entry = self.cache.load().as_ref()?;
+        if entry.watch.is_fresh() {
+            return Some((entry.value.clone(), entry.generation));
+        }
         self.provider.usable(entry)
     }
 

@@ -1,5 +1,6 @@
-//! [`ResponseFuture`]: waits for a token when none is cached, and after a 401 refreshes it and
-//! replays the request once.
+//! The response futures of [`Auth`](crate::Auth): [`StaticResponseFuture`] for a static
+//! credential, and [`ResponseFuture`], which waits for a token when none is cached, and after a
+//! 401 refreshes it and replays the request once.
 
 use std::fmt;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::task::{Context, Poll, ready};
 use flext_core::{Attempt, BoxError, Deadline, ReplayBody, Replayable};
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -19,7 +20,76 @@ use crate::error::Error;
 use crate::provider::BoxFuture;
 
 pin_project! {
-    /// The response future of [`Auth`](crate::Auth).
+    /// The response future of [`Auth`](crate::Auth) with a static
+    /// [`Credential`](crate::Credential): the inner service's future, or the error of a request
+    /// refused before it was sent.
+    pub struct StaticResponseFuture<F> {
+        #[pin]
+        state: StaticState<F>,
+    }
+}
+
+pin_project! {
+    #[project = StaticStateProj]
+    enum StaticState<F> {
+        Inner {
+            #[pin]
+            fut: F,
+        },
+        Failed {
+            error: Option<Error>,
+        },
+    }
+}
+
+impl<F> StaticResponseFuture<F> {
+    pub(crate) fn inner(fut: F) -> Self {
+        StaticResponseFuture {
+            state: StaticState::Inner { fut },
+        }
+    }
+
+    pub(crate) fn failed(error: Error) -> Self {
+        StaticResponseFuture {
+            state: StaticState::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, T, E> Future for StaticResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StaticStateProj::Inner { fut } => fut.poll(cx).map_err(Into::into),
+            StaticStateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().map_or_else(done, |e| Box::new(e))))
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for StaticResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            StaticState::Inner { .. } => "inner",
+            StaticState::Failed { .. } => "failed",
+        };
+        f.debug_struct("StaticResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// The response future of [`Auth`](crate::Auth) with a
+    /// [`CachedProvider`](crate::CachedProvider) or a
+    /// [`CredentialSource`](crate::CredentialSource).
     ///
     /// For a static credential, or a request the credential does not go to, it is the inner
     /// service's future and nothing more.
@@ -59,7 +129,7 @@ pin_project! {
         // Got a 401: waiting for a new token, holding the 401 in case there is none.
         Refreshing {
             refresh: BoxFuture<'static, Option<(HeaderValue, u64)>>,
-            held: Option<Box<(Replay<S, B>, S::Response)>>,
+            held: Option<Box<(Replay<S, B>, HeaderName, S::Response)>>,
         },
         Replaying {
             next: Option<Box<(S, Request<ReplayBody<B>>)>>,
@@ -88,24 +158,55 @@ pub(crate) struct Tried<S, B> {
 /// What a replay needs: a service, the head without the credential, the body.
 pub(crate) struct Replay<S, B> {
     svc: S,
-    parts: Parts,
+    head: Head,
     replayable: Replayable<B>,
-    header: HeaderName,
 }
 
 impl<S, B> Replay<S, B> {
-    pub(crate) fn new(
-        svc: S,
-        parts: Parts,
-        replayable: Replayable<B>,
-        header: HeaderName,
-    ) -> Replay<S, B> {
+    pub(crate) fn new(svc: S, head: Head, replayable: Replayable<B>) -> Replay<S, B> {
         Replay {
             svc,
-            parts,
+            head,
             replayable,
-            header,
         }
+    }
+}
+
+/// A copy of a request head, for a replay. Its fields rather than `http`'s `Parts`, which
+/// can only be had from a `Request` (a default `Uri` made and dropped for every copy).
+pub(crate) struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    /// `None` for a request without headers: nothing to copy, nor to drop.
+    headers: Option<HeaderMap>,
+    extensions: Extensions,
+}
+
+impl Head {
+    /// A header map with no entries is not cloned (its clone would allocate a table for
+    /// nothing).
+    #[inline]
+    pub(crate) fn copy(parts: &Parts) -> Head {
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: (!parts.headers.is_empty()).then(|| parts.headers.clone()),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    fn into_request<B>(self, body: B) -> Request<B> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        if let Some(headers) = self.headers {
+            *req.headers_mut() = headers;
+        }
+        *req.extensions_mut() = self.extensions;
+        req
     }
 }
 
@@ -174,7 +275,83 @@ where
 {
     type Output = Result<Response<RB>, BoxError>;
 
+    // The common cases, kept small: the inner future, and a response other than 401 to a
+    // request sent with a cached token. Everything else is `poll_rare`.
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.as_mut().project();
+        match this.state.as_mut().project() {
+            StateProj::Inner { fut } => return fut.poll(cx).map_err(Into::into),
+            StateProj::Sending { fut, tried } => {
+                let res = ready!(fut.poll(cx)).map_err(Into::into)?;
+                if res.status() != StatusCode::UNAUTHORIZED {
+                    return Poll::Ready(Ok(res));
+                }
+                match unauthorized(tried.take(), res) {
+                    Ok(next) => this.state.set(next),
+                    Err(res) => return Poll::Ready(Ok(res)),
+                }
+            }
+            _ => {}
+        }
+        self.poll_rare(cx)
+    }
+}
+
+/// After a 401 to a request sent with a cached token: the state that refreshes the token to
+/// replay the request, or the 401 to hand back.
+#[cold]
+#[inline(never)]
+fn unauthorized<S, B, RB>(
+    tried: Option<Tried<S, B>>,
+    res: Response<RB>,
+) -> Result<State<S, B>, Response<RB>>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+{
+    let Some(Tried {
+        cache,
+        generation,
+        replay,
+    }) = tried
+    else {
+        return Err(res);
+    };
+    let Some(replay) = replay else {
+        cache.reject(generation);
+        return Err(res);
+    };
+    if let Err(reason) = replay.replayable.check() {
+        cache.reject(generation);
+        tracing::debug!(
+            target: "flext_auth",
+            %reason,
+            "401 not replayed: the request body cannot be sent again"
+        );
+        return Err(res);
+    }
+    let header = cache.header_name().clone();
+    let refresh = Box::pin(async move { cache.after_unauthorized(generation).await });
+    Ok(State::Refreshing {
+        refresh,
+        held: Some(Box::new((replay, header, res))),
+    })
+}
+
+impl<S, B, RB> ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Every state, one after the other: waiting for a token, a refresh after a 401, the
+    /// replay.
+    #[inline(never)]
+    fn poll_rare(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<RB>, BoxError>> {
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
@@ -201,15 +378,12 @@ where
                         replayable,
                         cache,
                     } = *pending;
-                    let saved = replayable.as_ref().map(|_| parts.clone());
+                    let head = replayable.as_ref().map(|_| Head::copy(&parts));
                     let mut req = Request::from_parts(parts, first);
-                    req.headers_mut().insert(cache.header_name().clone(), value);
+                    req.headers_mut().insert(cache.header_name(), value);
                     let fut = svc.call(req);
-                    let replay = match (saved, replayable) {
-                        (Some(parts), Some(replayable)) => {
-                            let header = cache.header_name().clone();
-                            Some(Replay::new(svc, parts, replayable, header))
-                        }
+                    let replay = match (head, replayable) {
+                        (Some(head), Some(replayable)) => Some(Replay::new(svc, head, replayable)),
                         _ => None,
                     };
                     let tried = Tried::new(cache, generation, replay);
@@ -223,40 +397,17 @@ where
                     if res.status() != StatusCode::UNAUTHORIZED {
                         return Poll::Ready(Ok(res));
                     }
-                    let Some(Tried {
-                        cache,
-                        generation,
-                        replay,
-                    }) = tried.take()
-                    else {
-                        return Poll::Ready(Ok(res));
-                    };
-                    let Some(replay) = replay else {
-                        cache.reject(generation);
-                        return Poll::Ready(Ok(res));
-                    };
-                    if let Err(reason) = replay.replayable.check() {
-                        cache.reject(generation);
-                        tracing::debug!(
-                            target: "flext_auth",
-                            %reason,
-                            "401 not replayed: the request body cannot be sent again"
-                        );
-                        return Poll::Ready(Ok(res));
+                    match unauthorized(tried.take(), res) {
+                        Ok(next) => this.state.set(next),
+                        Err(res) => return Poll::Ready(Ok(res)),
                     }
-                    let refresh =
-                        Box::pin(async move { cache.after_unauthorized(generation).await });
-                    this.state.set(State::Refreshing {
-                        refresh,
-                        held: Some(Box::new((replay, res))),
-                    });
                 }
                 StateProj::Refreshing { refresh, held } => {
                     let fresh = ready!(refresh.as_mut().poll(cx));
                     let Some(held) = held.take() else {
                         return Poll::Ready(Err(done()));
                     };
-                    let (replay, res) = *held;
+                    let (replay, header, res) = *held;
                     let Some((value, _)) = fresh else {
                         tracing::debug!(
                             target: "flext_auth",
@@ -264,7 +415,7 @@ where
                         );
                         return Poll::Ready(Ok(res));
                     };
-                    let deadline = replay.parts.extensions.get::<Deadline>().copied();
+                    let deadline = replay.head.extensions.get::<Deadline>().copied();
                     if deadline.is_some_and(Deadline::is_expired) {
                         tracing::debug!(
                             target: "flext_auth",
@@ -284,21 +435,21 @@ where
                         }
                     };
                     drop(res);
-                    let mut parts = replay.parts;
-                    let attempt = parts
+                    let mut head = replay.head;
+                    let attempt = head
                         .extensions
                         .get::<Attempt>()
                         .copied()
                         .unwrap_or_default()
                         .next();
-                    parts.extensions.insert(attempt);
-                    parts.headers.insert(replay.header, value);
+                    head.extensions.insert(attempt);
+                    head.headers.get_or_insert_default().insert(header, value);
                     tracing::debug!(
                         target: "flext_auth",
                         attempt = attempt.number(),
                         "401: replaying with a new credential"
                     );
-                    let req = Request::from_parts(parts, body);
+                    let req = head.into_request(body);
                     this.state.set(State::Replaying {
                         next: Some(Box::new((replay.svc, req))),
                     });

@@ -32,12 +32,20 @@ impl Scope {
     /// The entry for the origin of a request, if the credential may go there. A handful of
     /// origins is the common case, so a scan beats hashing the host; and the URI as written
     /// (`https://api.example.com/...`) is compared before it is parsed into an origin.
+    #[inline]
     pub(crate) fn find(&self, uri: &Uri) -> Option<&Entry> {
         // The usual spelling first: a byte comparison per entry, no parse.
-        if let Some(entry) = self.entries.iter().find(|e| e.origin.is_spelled_by(uri)) {
-            return Some(entry);
-        }
-        // User-info, an explicit default port, odd cases: the full parse.
+        let found = match self.entries.as_slice() {
+            // The common case, without the loop.
+            [only] => only.origin.is_spelled_by(uri).then_some(only),
+            entries => entries.iter().find(|e| e.origin.is_spelled_by(uri)),
+        };
+        found.or_else(|| self.parse_and_find(uri))
+    }
+
+    /// User-info, an explicit default port, odd cases: the full parse.
+    #[inline(never)]
+    fn parse_and_find(&self, uri: &Uri) -> Option<&Entry> {
         let origin = OriginRef::from_uri(uri).ok()?;
         self.entries.iter().find(|e| origin == e.origin)
     }

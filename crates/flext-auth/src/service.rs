@@ -5,38 +5,37 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use flext_core::{BoxError, Origin, ReplayBody, Replayable};
-use http::request::Parts;
+use flext_core::{BoxError, Origin, ReplayBody, ReplayLimits, Replayable};
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body::Body;
 use secrecy::{ExposeSecret, SecretString};
 use tower_service::Service;
 
-use crate::cache::LocalView;
-use crate::credential::CredentialKind;
+use crate::cache::{CachedProvider, LocalView};
+use crate::credential::{Credential, CredentialKind};
 use crate::error::{Error, Kind};
-use crate::future::{Pending, Replay, ResponseFuture, Tried};
-use crate::layer::{AuthLayerBuilder, Config, CredentialSource};
+use crate::future::{Head, Pending, Replay, ResponseFuture, StaticResponseFuture, Tried};
+use crate::layer::{AuthLayerBuilder, Config, CredentialSource, Source};
+use crate::scope::Entry;
 
 /// Adds credentials to requests; see [`AuthLayer`](crate::AuthLayer).
 ///
-/// The inner service receives the request body as a [`ReplayBody`] (flext-core's), so that a
-/// request rejected with 401 can be sent again with a new token. A body that is not
-/// replayed is passed through as it is.
-pub struct Auth<S> {
+/// What the inner service receives depends on the source `C`: with a static [`Credential`],
+/// the request as it came; with a [`CachedProvider`] or a [`CredentialSource`], the request
+/// with its body in a [`ReplayBody`] (flext-core's), so that a request rejected with 401 can
+/// be sent again with a new token. A body that is not replayed is passed through as it is.
+pub struct Auth<S, C: Source = CredentialSource> {
     inner: S,
-    config: Arc<Config>,
+    config: Arc<Config<C>>,
     /// This service's view of the token cache, for a dynamic credential.
-    local: Option<LocalView>,
+    local: C::Local,
 }
 
-impl<S> Auth<S> {
-    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Auth<S> {
-        let local = match &config.source {
-            CredentialSource::Cached(cache) => Some(cache.local()),
-            CredentialSource::Static(_) => None,
-        };
+impl<S, C: Source> Auth<S, C> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config<C>>) -> Auth<S, C> {
+        let local = config.source.local();
         Auth {
             inner,
             config,
@@ -46,7 +45,7 @@ impl<S> Auth<S> {
 
     /// A builder for the layer of this service; the same as
     /// [`AuthLayer::builder`](crate::AuthLayer::builder).
-    pub fn layer(source: impl Into<CredentialSource>) -> AuthLayerBuilder {
+    pub fn layer(source: C) -> AuthLayerBuilder<C> {
         crate::AuthLayer::builder(source)
     }
 
@@ -66,7 +65,7 @@ impl<S> Auth<S> {
     }
 }
 
-impl<S: Clone> Clone for Auth<S> {
+impl<S: Clone, C: Source> Clone for Auth<S, C> {
     fn clone(&self) -> Self {
         Auth {
             inner: self.inner.clone(),
@@ -76,7 +75,7 @@ impl<S: Clone> Clone for Auth<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Auth<S> {
+impl<S: fmt::Debug, C: Source> fmt::Debug for Auth<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth")
             .field("inner", &self.inner)
@@ -85,7 +84,74 @@ impl<S: fmt::Debug> fmt::Debug for Auth<S> {
     }
 }
 
-impl<S, B, RB> Service<Request<B>> for Auth<S>
+/// A static credential: the request goes to the inner service as it came, with the
+/// credential added, like tower-http's `AddAuthorization`. A 401 is handed back as it is: there
+/// is nothing to refresh.
+impl<S, B> Service<Request<B>> for Auth<S, Credential>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = StaticResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let config = &*self.config;
+        if let Some(entry) = config.scope.find(req.uri()) {
+            if let Err(e) = allowed(entry, config.allow_plain_http)
+                .and_then(|()| attach(&config.source, config.replace_existing, &mut req))
+            {
+                return StaticResponseFuture::failed(e);
+            }
+        }
+        StaticResponseFuture::inner(self.inner.call(req))
+    }
+}
+
+/// A cached provider: a 401 to a request that carried a cached token refreshes the token and
+/// replays the request once.
+impl<S, B, RB> Service<Request<B>> for Auth<S, CachedProvider>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Split borrows: the configuration is read while the inner service is called.
+        let Auth {
+            inner,
+            config,
+            local,
+        } = self;
+        let config = &**config;
+        match config.scope.find(req.uri()) {
+            // Not an origin of this credential: untouched.
+            None => send_once(inner, req),
+            Some(entry) => match allowed(entry, config.allow_plain_http) {
+                Ok(()) => send_cached(inner, local, config, req),
+                Err(e) => ResponseFuture::failed(e),
+            },
+        }
+    }
+}
+
+/// A source chosen at run time: either of the above, with the inner service's request type of
+/// a cached provider for both.
+impl<S, B, RB> Service<Request<B>> for Auth<S, CredentialSource>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
@@ -101,7 +167,6 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // Split borrows: the configuration is read while the inner service is called.
         let Auth {
             inner,
             config,
@@ -109,41 +174,19 @@ where
         } = self;
         let config = &**config;
         let Some(entry) = config.scope.find(req.uri()) else {
-            // Not an origin of this credential: untouched.
             return send_once(inner, req);
         };
-        if entry.insecure && !config.allow_plain_http {
-            return refuse_insecure(&entry.origin);
+        if let Err(e) = allowed(entry, config.allow_plain_http) {
+            return ResponseFuture::failed(e);
         }
         match &config.source {
-            CredentialSource::Static(credential) => match &credential.kind {
-                CredentialKind::Header { name, value, .. } => {
-                    // `insert` replaces every value the caller set. (Two lookups measure faster
-                    // than the entry API, whose enum is moved around.)
-                    if config.replace_existing
-                        || req.headers().is_empty()
-                        || !req.headers().contains_key(name)
-                    {
-                        req.headers_mut().insert(name, value.clone());
-                    }
-                    send_once(inner, req)
+            CredentialSource::Static(credential) => {
+                match attach(credential, config.replace_existing, &mut req) {
+                    Ok(()) => send_once(inner, req),
+                    Err(e) => ResponseFuture::failed(e),
                 }
-                CredentialKind::Query { param, pair } => {
-                    match with_query(req.uri(), param, pair, config.replace_existing) {
-                        Ok(Some(uri)) => *req.uri_mut() = uri,
-                        Ok(None) => {}
-                        Err(e) => return ResponseFuture::failed(e),
-                    }
-                    send_once(inner, req)
-                }
-            },
+            }
             CredentialSource::Cached(cache) => {
-                if !config.replace_existing
-                    && !req.headers().is_empty()
-                    && req.headers().contains_key(cache.header_name())
-                {
-                    return send_once(inner, req);
-                }
                 // Made with the service whenever the source is a cache.
                 let local = local.get_or_insert_with(|| cache.local());
                 send_cached(inner, local, config, req)
@@ -152,17 +195,87 @@ where
     }
 }
 
+/// Whether the credential may go to an allowed origin: not over plain http to a remote host,
+/// unless that is allowed.
+#[inline]
+fn allowed(entry: &Entry, allow_plain_http: bool) -> Result<(), Error> {
+    if entry.insecure && !allow_plain_http {
+        return Err(refuse_insecure(&entry.origin));
+    }
+    Ok(())
+}
+
 #[cold]
-fn refuse_insecure<S, B>(origin: &Origin) -> ResponseFuture<S, B>
-where
-    S: Service<Request<ReplayBody<B>>>,
-{
+#[inline(never)]
+fn refuse_insecure(origin: &Origin) -> Error {
     tracing::debug!(
         target: "flext_auth",
         %origin,
         "credential refused over plain http to a non-loopback host"
     );
-    ResponseFuture::failed(Error::new(Kind::Insecure(origin.to_string())))
+    Error::new(Kind::Insecure(origin.to_string()))
+}
+
+/// Adds a static credential to a request bound for one of its origins.
+#[inline(always)]
+fn attach<B>(credential: &Credential, replace: bool, req: &mut Request<B>) -> Result<(), Error> {
+    match &credential.kind {
+        CredentialKind::Header { name, value, .. } => {
+            let headers = req.headers_mut();
+            if replace || !has(headers, name) {
+                insert(headers, name, value.clone());
+            }
+            Ok(())
+        }
+        CredentialKind::Query { param, pair } => attach_query(param, pair, replace, req),
+    }
+}
+
+/// A query credential: rare (and discouraged), so out of line.
+#[cold]
+#[inline(never)]
+fn attach_query<B>(
+    param: &str,
+    pair: &SecretString,
+    replace: bool,
+    req: &mut Request<B>,
+) -> Result<(), Error> {
+    if let Some(uri) = with_query(req.uri(), param, pair, replace)? {
+        *req.uri_mut() = uri;
+    }
+    Ok(())
+}
+
+/// Whether the caller set header `name`. (Two lookups, this and the insert, measure faster
+/// than the entry API, whose enum is moved around.)
+#[inline(always)]
+fn has(headers: &HeaderMap, name: &HeaderName) -> bool {
+    if headers.is_empty() {
+        return false;
+    }
+    if *name == AUTHORIZATION {
+        headers.contains_key(AUTHORIZATION)
+    } else {
+        headers.contains_key(name)
+    }
+}
+
+/// Sets header `name` to the credential, replacing every value the caller set. The name of
+/// bearer and Basic credentials (and of a cache's tokens by default) is a constant, so that the
+/// compiler hashes it.
+#[inline(always)]
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    if *name == AUTHORIZATION {
+        headers.insert(AUTHORIZATION, value);
+    } else {
+        insert_named(headers, name, value);
+    }
+}
+
+/// Any other header: out of line, so that the insert above stays small enough to inline.
+#[inline(never)]
+fn insert_named(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    headers.insert(name, value);
 }
 
 /// Sends a request that will not be replayed.
@@ -175,12 +288,51 @@ where
     ResponseFuture::inner(inner.call(req.map(ReplayBody::once)))
 }
 
-// Kept out of line, so that the static path of `call` stays small enough to inline.
-#[inline(never)]
-fn send_cached<S, B>(
+/// Sends a request with the cached token, keeping what a replay after a 401 needs.
+fn send_cached<S, B, C>(
     inner: &mut S,
     local: &mut LocalView,
-    config: &Config,
+    config: &Config<C>,
+    req: Request<B>,
+) -> ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>> + Clone,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    if !config.replace_existing && has(req.headers(), local.provider().header_name()) {
+        // The caller's own credential: sent as it is, and its 401 is not ours to handle.
+        return send_once(inner, req);
+    }
+    let Some((value, generation)) = local.lookup() else {
+        return wait_for_token(inner, local.provider(), config.replay, &config.limits, req);
+    };
+    let cache = local.provider();
+    if !config.replay {
+        let mut req = req.map(ReplayBody::once);
+        insert(req.headers_mut(), cache.header_name(), value);
+        let fut = inner.call(req);
+        return ResponseFuture::sending(fut, Tried::new(cache.clone(), generation, None));
+    }
+    let (mut parts, body) = req.into_parts();
+    let (replayable, first) = Replayable::new(body, &config.limits);
+    // The head is kept without the credential: a replay gets a new one.
+    let head = Head::copy(&parts);
+    insert(&mut parts.headers, cache.header_name(), value);
+    let fut = inner.call(Request::from_parts(parts, first));
+    let replay = Replay::new(inner.clone(), head, replayable);
+    ResponseFuture::sending(fut, Tried::new(cache.clone(), generation, Some(replay)))
+}
+
+/// No valid token cached: the request waits for the cache's single flight, with the service
+/// that was made ready for it.
+#[cold]
+#[inline(never)]
+fn wait_for_token<S, B>(
+    inner: &mut S,
+    cache: &CachedProvider,
+    replay: bool,
+    limits: &ReplayLimits,
     req: Request<B>,
 ) -> ResponseFuture<S, B>
 where
@@ -189,68 +341,30 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let (replayable, first) = if config.replay {
-        let (replayable, first) = Replayable::new(body, &config.limits);
+    let (replayable, first) = if replay {
+        let (replayable, first) = Replayable::new(body, limits);
         (Some(replayable), first)
     } else {
         (None, ReplayBody::once(body))
     };
-    let found = local.lookup();
-    let cache = local.provider();
-    match found {
-        Some((value, generation)) => {
-            // The head is kept without the credential: a replay gets a new one.
-            let saved = replayable.as_ref().map(|_| head_copy(&parts));
-            let mut req = Request::from_parts(parts, first);
-            req.headers_mut().insert(cache.header_name(), value);
-            let fut = inner.call(req);
-            let replay = match (saved, replayable) {
-                (Some(parts), Some(replayable)) => {
-                    let header = cache.header_name().clone();
-                    Some(Replay::new(inner.clone(), parts, replayable, header))
-                }
-                _ => None,
-            };
-            ResponseFuture::sending(fut, Tried::new(cache.clone(), generation, replay))
-        }
-        None => {
-            // Waiting for a token: the service that was made ready goes with the request.
-            let clone = inner.clone();
-            let svc = std::mem::replace(inner, clone);
-            let waiting = cache.clone();
-            let acquire = Box::pin(async move { waiting.acquire().await });
-            ResponseFuture::acquiring(
-                acquire,
-                Pending {
-                    svc,
-                    parts,
-                    first,
-                    replayable,
-                    cache: cache.clone(),
-                },
-            )
-        }
-    }
-}
-
-/// A copy of the request head for a replay. A header map with no entries is not cloned (its
-/// clone would allocate a table for nothing): the copy gets an empty map, which allocates
-/// only if a replay inserts into it.
-fn head_copy(parts: &Parts) -> Parts {
-    let (mut copy, ()) = Request::new(()).into_parts();
-    copy.method = parts.method.clone();
-    copy.uri = parts.uri.clone();
-    copy.version = parts.version;
-    if !parts.headers.is_empty() {
-        copy.headers = parts.headers.clone();
-    }
-    copy.extensions = parts.extensions.clone();
-    copy
+    let clone = inner.clone();
+    let svc = std::mem::replace(inner, clone);
+    let waiting = cache.clone();
+    let acquire = Box::pin(async move { waiting.acquire().await });
+    ResponseFuture::acquiring(
+        acquire,
+        Pending {
+            svc,
+            parts,
+            first,
+            replayable,
+            cache: cache.clone(),
+        },
+    )
 }
 
 /// The URI with the credential's `name=value` appended to its query; `None` when the caller
 /// already set that parameter and it is to be kept.
-#[inline(never)]
 fn with_query(
     uri: &Uri,
     param: &str,

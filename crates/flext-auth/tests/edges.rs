@@ -25,7 +25,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
-use common::{Echo, Recorder, assert_no_secret_logged, capture_tracing, client, logs, request};
+use common::{
+    Echo, Recorder, any_client, assert_no_secret_logged, capture_tracing, client, logs, request,
+};
 
 /// A provider whose n-th call (from 1) gives what `answer(n)` says; counts its calls.
 fn provider(
@@ -54,7 +56,7 @@ fn scripted(server: &TestServer, id: &str, script: &str) -> Request<Full<Bytes>>
         .unwrap()
 }
 
-fn layer(server: &TestServer, cache: CachedProvider) -> AuthLayer {
+fn layer(server: &TestServer, cache: CachedProvider) -> AuthLayer<CachedProvider> {
     AuthLayer::builder(cache)
         .origin(server.url("/").parse().unwrap())
         .build()
@@ -344,11 +346,11 @@ async fn the_service_and_its_futures_show_no_secret_in_debug() {
     let server = TestServer::start().await.unwrap();
     let credential = Credential::bearer("static-s3cr3t").unwrap();
     assert_eq!(credential.header_name(), Some(&http::header::AUTHORIZATION));
-    let layer = Auth::<()>::layer(credential)
+    let layer = Auth::<(), Credential>::layer(credential)
         .origin(server.url("/").parse().unwrap())
         .build()
         .unwrap();
-    let mut svc = layer.layer(client());
+    let mut svc = layer.layer(any_client());
     let debug = format!("{svc:?}");
     assert!(
         debug.starts_with("Auth {") && debug.contains("[REDACTED]") && !debug.contains("s3cr3t"),
@@ -363,7 +365,10 @@ async fn the_service_and_its_futures_show_no_secret_in_debug() {
         .await
         .unwrap()
         .call(request(server.url("/static")));
-    assert_eq!(format!("{fut:?}"), r#"ResponseFuture { state: "inner" }"#);
+    assert_eq!(
+        format!("{fut:?}"),
+        r#"StaticResponseFuture { state: "inner" }"#
+    );
     let echo = Echo::read(fut.await.unwrap()).await;
     assert_eq!(
         echo.header("authorization").unwrap(),
@@ -401,19 +406,22 @@ async fn the_service_and_its_futures_show_no_secret_in_debug() {
         .origin("http://api.example.com".parse().unwrap())
         .build()
         .unwrap()
-        .layer(client());
+        .layer(any_client());
     let fut = remote
         .ready()
         .await
         .unwrap()
         .call(request("http://api.example.com/x"));
-    assert_eq!(format!("{fut:?}"), r#"ResponseFuture { state: "failed" }"#);
+    assert_eq!(
+        format!("{fut:?}"),
+        r#"StaticResponseFuture { state: "failed" }"#
+    );
     let err = fut.await.unwrap_err();
     assert!(err.downcast::<flext_auth::Error>().unwrap().is_insecure());
     assert_no_secret_logged();
 }
 
-fn layer_with(server: &TestServer, cache: CachedProvider) -> AuthLayer {
+fn layer_with(server: &TestServer, cache: CachedProvider) -> AuthLayer<CachedProvider> {
     layer(server, cache)
 }
 

@@ -223,3 +223,70 @@ mod props {
         }
     }
 }
+
+/// The warm path (a service's `LocalView`) reads no clock while the token is fresh, and still
+/// follows tokio's paused clock: past the refresh point it starts a refresh, past expiry it
+/// has no token.
+#[tokio::test(start_paused = true)]
+async fn the_warm_path_follows_the_paused_clock() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    // The first token lives 60 s; the refresh for the second never answers (it times out).
+    let cache = CachedProvider::new(provider_fn(move || {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n > 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, BoxError>(Token::new("tok-1").expires_in(Duration::from_secs(60)))
+        }
+    }));
+    let (_, g1) = cache.acquire().await.unwrap();
+    let mut local = cache.local();
+    let entry = cache.shared.current.load_full().unwrap();
+    assert!(entry.watch.is_fresh());
+    assert_eq!(local.lookup().unwrap().1, g1);
+    // Before the refresh point (48-50 s): fresh, no call.
+    tokio::time::advance(Duration::from_secs(47)).await;
+    assert!(entry.watch.is_fresh());
+    assert_eq!(local.lookup().unwrap().1, g1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Past it: marked due by the time `advance` returns; the token is still used, and a
+    // refresh starts.
+    tokio::time::advance(Duration::from_secs(4)).await;
+    assert!(!entry.watch.is_fresh());
+    assert_eq!(local.lookup().unwrap().1, g1);
+    tokio::task::yield_now().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Past expiry, with the refresh still hanging: no token, rather than an expired one.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(local.lookup().is_none());
+}
+
+/// A token cached on a runtime that is gone has no timer: the warm path reads the clock.
+#[test]
+fn without_its_runtime_a_token_is_checked_against_the_clock() {
+    let (_, p) = counting(Duration::from_secs(60));
+    let cache = CachedProvider::new(p);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    first.block_on(cache.prefetch()).unwrap();
+    let entry = cache.shared.current.load_full().unwrap();
+    assert!(entry.watch.is_fresh());
+    drop(first);
+    assert!(!entry.watch.is_fresh());
+
+    let paused = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    paused.block_on(async {
+        let mut local = cache.local();
+        assert!(local.lookup().is_some());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(local.lookup().is_none(), "an expired token was used");
+    });
+}

@@ -17,11 +17,12 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::time::Instant;
 
-/// The body the auth layer hands to its inner service in these tests.
+/// The body the auth layer hands to its inner service in these tests with a cached provider
+/// (a static credential's layer hands on the caller's `Full<Bytes>`).
 pub type AuthBody = ReplayBody<Full<Bytes>>;
 
-/// hyper-util's legacy client: the real HTTP inner service.
-pub type HttpClient = Client<HttpConnector, AuthBody>;
+/// hyper-util's legacy client: the real HTTP inner service, for requests with body `B`.
+pub type HttpClient<B = AuthBody> = Client<HttpConnector, B>;
 
 /// Every secret of the suite contains this, so that a leak of any of them is easy to spot.
 pub const MARK: &str = "s3cr3t";
@@ -33,7 +34,18 @@ pub const BASIC_PAIRS: [(&str, &str); 3] = [
     ("client-id", "client-s3cr3t"),
 ];
 
+/// The client under a cached provider's layer.
 pub fn client() -> HttpClient {
+    any_client()
+}
+
+/// The client under a static credential's layer, or any other body type.
+pub fn any_client<B>() -> HttpClient<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     Client::builder(TokioExecutor::new()).build_http()
 }
 
@@ -65,12 +77,12 @@ pub struct Recorder(Arc<Mutex<Vec<Sent>>>);
 
 impl Recorder {
     /// `inner`, recording each request on the way.
-    pub fn wrap<S>(
+    pub fn wrap<S, B>(
         &self,
         inner: S,
-    ) -> tower::util::MapRequest<S, impl Fn(Request<AuthBody>) -> Request<AuthBody> + Clone> {
+    ) -> tower::util::MapRequest<S, impl Fn(Request<B>) -> Request<B> + Clone> {
         let log = self.clone();
-        tower::util::MapRequest::new(inner, move |req: Request<AuthBody>| {
+        tower::util::MapRequest::new(inner, move |req: Request<B>| {
             lock(&log.0).push(Sent {
                 at: Instant::now(),
                 uri: req.uri().clone(),
@@ -131,14 +143,15 @@ impl Echo {
     }
 }
 
-/// Sends `req` through `layer` over the recorder and a real client; the echo and what went out.
+/// Sends `req` through a static credential's `layer` over the recorder and a real client; the
+/// echo and what went out.
 pub async fn echo_through(
-    layer: &flext_auth::AuthLayer,
+    layer: &flext_auth::AuthLayer<flext_auth::Credential>,
     req: Request<Full<Bytes>>,
 ) -> (Echo, Vec<Sent>) {
     use tower::{Layer, ServiceExt};
     let recorder = Recorder::default();
-    let svc = layer.layer(recorder.wrap(client()));
+    let svc = layer.layer(recorder.wrap(any_client::<Full<Bytes>>()));
     let res = svc.oneshot(req).await.unwrap();
     (Echo::read(res).await, recorder.sent())
 }

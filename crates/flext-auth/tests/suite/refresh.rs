@@ -51,7 +51,7 @@ impl Issuer {
     }
 }
 
-fn layer(server: &TestServer, cache: CachedProvider) -> AuthLayer {
+fn layer(server: &TestServer, cache: CachedProvider) -> AuthLayer<CachedProvider> {
     AuthLayer::builder(cache)
         .origin(server.url("/").parse().unwrap())
         .build()

@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt, service_fn};
 
-use crate::common::{AuthBody, assert_no_secret_logged, capture_tracing, echo_through, request};
+use crate::common::{assert_no_secret_logged, capture_tracing, echo_through, request};
 
 #[tokio::test]
 async fn another_origin_gets_no_credential() {
@@ -43,12 +43,12 @@ async fn another_origin_gets_no_credential() {
 
 /// An inner service that never touches the network: counts calls, answers with the
 /// `Authorization` it got.
-fn stub(
+fn stub<B>(
     calls: &Arc<AtomicUsize>,
-) -> impl tower::Service<Request<AuthBody>, Response = Response<Option<HeaderValue>>, Error = Infallible>
-+ Clone {
+) -> impl tower::Service<Request<B>, Response = Response<Option<HeaderValue>>, Error = Infallible> + Clone
+{
     let calls = Arc::clone(calls);
-    service_fn(move |req: Request<AuthBody>| {
+    service_fn(move |req: Request<B>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let auth = req.headers().get("authorization").cloned();
         async move { Ok::<_, Infallible>(Response::new(auth)) }

@@ -1,8 +1,14 @@
 //! Each static credential arrives at the server exactly as its RFC says.
 
-use flext_auth::{AuthLayer, Credential};
-use flext_core::Origin;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use flext_auth::{AuthLayer, CachedProvider, Credential, CredentialSource, Token, provider_fn};
+use flext_core::{Origin, ReplayBody};
 use flext_testkit::TestServer;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use tower::{Layer, ServiceExt};
 
 use crate::common::{assert_no_secret_logged, capture_tracing, echo_through, request};
 
@@ -10,7 +16,7 @@ fn origin(server: &TestServer) -> Origin {
     server.url("/").parse().unwrap()
 }
 
-async fn layer(server: &TestServer, credential: Credential) -> AuthLayer {
+async fn layer(server: &TestServer, credential: Credential) -> AuthLayer<Credential> {
     AuthLayer::builder(credential)
         .origin(origin(server))
         .build()
@@ -153,5 +159,69 @@ async fn the_callers_authorization_is_kept_unless_told_otherwise() {
         .append("authorization", "Basic another".parse().unwrap());
     let (echo, _) = echo_through(&replace, req).await;
     assert_eq!(echo.headers("authorization"), ["Bearer ours-s3cr3t"]);
+    assert_no_secret_logged();
+}
+
+/// What the static layer's inner service gets: the request as it came, with the credential
+/// added and nothing else changed. Its body need not even be an `http_body::Body`.
+#[tokio::test]
+async fn a_static_credential_passes_the_request_through() {
+    #[derive(Debug, PartialEq)]
+    struct Payload(&'static str);
+
+    let layer = AuthLayer::builder(Credential::bearer("tok-s3cr3t").unwrap())
+        .origin("https://api.example.com".parse().unwrap())
+        .build()
+        .unwrap();
+    let inner = tower::service_fn(|req: Request<Payload>| async move {
+        let (head, body) = req.into_parts();
+        Ok::<_, Infallible>(Response::new((head, body)))
+    });
+    let mut req = Request::put("https://api.example.com/v1/items?page=2")
+        .header("x-trace", "abc")
+        .body(Payload("the body"))
+        .unwrap();
+    let attempt = flext_core::Attempt::default().next();
+    req.extensions_mut().insert(attempt);
+    let res = layer.layer(inner).oneshot(req).await.unwrap();
+    let (head, body) = res.into_body();
+    assert_eq!(body, Payload("the body"));
+    assert_eq!(head.method, Method::PUT);
+    assert_eq!(head.uri, "https://api.example.com/v1/items?page=2");
+    assert_eq!(head.headers["x-trace"], "abc");
+    assert_eq!(head.headers["authorization"], "Bearer tok-s3cr3t");
+    assert_eq!(head.headers.len(), 2);
+    assert_eq!(head.extensions.get::<flext_core::Attempt>(), Some(&attempt));
+    assert_no_secret_logged();
+}
+
+/// A source chosen at run time: one layer type, and one inner service type (a `ReplayBody`),
+/// for a static credential and for a cached provider.
+#[tokio::test]
+async fn a_credential_source_chosen_at_run_time() {
+    let cache = CachedProvider::new(provider_fn(|| async {
+        Ok::<_, Infallible>(Token::new("cached-s3cr3t"))
+    }));
+    let sources = [
+        CredentialSource::from(Credential::bearer("static-s3cr3t").unwrap()),
+        CredentialSource::from(cache),
+    ];
+    for (source, expected) in sources.into_iter().zip(["static-s3cr3t", "cached-s3cr3t"]) {
+        let layer: AuthLayer<CredentialSource> = AuthLayer::builder(source)
+            .origin("https://api.example.com".parse().unwrap())
+            .build()
+            .unwrap();
+        let inner = tower::service_fn(|req: Request<ReplayBody<Full<Bytes>>>| async move {
+            Ok::<_, Infallible>(Response::new(req.headers().get("authorization").cloned()))
+        });
+        let req = Request::get("https://api.example.com/")
+            .body(Full::default())
+            .unwrap();
+        let res = layer.layer(inner).oneshot(req).await.unwrap();
+        assert_eq!(
+            res.into_body().unwrap(),
+            format!("Bearer {expected}").as_str()
+        );
+    }
     assert_no_secret_logged();
 }

@@ -12,7 +12,9 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 
-use crate::common::{Echo, Recorder, assert_no_secret_logged, capture_tracing, client, logs};
+use crate::common::{
+    Echo, Recorder, any_client, assert_no_secret_logged, capture_tracing, client, logs,
+};
 
 fn counting_cache() -> (Arc<AtomicUsize>, CachedProvider) {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -36,7 +38,10 @@ fn post(server: &TestServer, id: &str, script: &str, body: &'static str) -> Requ
         .unwrap()
 }
 
-fn layer_for(server: &TestServer, cache: CachedProvider) -> flext_auth::AuthLayerBuilder {
+fn layer_for(
+    server: &TestServer,
+    cache: CachedProvider,
+) -> flext_auth::AuthLayerBuilder<CachedProvider> {
     AuthLayer::builder(cache).origin(server.url("/").parse().unwrap())
 }
 
@@ -179,7 +184,7 @@ async fn no_replay_for_static_credentials_or_the_callers_own() {
         .origin(server.url("/").parse().unwrap())
         .build()
         .unwrap()
-        .layer(client());
+        .layer(any_client());
     let res = svc
         .oneshot(post(&server, "static", "401,echo", "x"))
         .await
