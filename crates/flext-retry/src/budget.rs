@@ -180,14 +180,21 @@ impl BudgetState {
     }
 
     /// Counts one request.
+    #[inline]
     pub(crate) fn deposit(&self) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if n % SAMPLE == 0 {
-            if let Some(w) = &self.window {
-                // Skipped when busy: whoever holds the lock credits them, or the next sample.
-                if let Ok(mut ring) = w.ring.try_lock() {
-                    w.credit(&mut ring, &self.requests, Instant::now());
-                }
+            self.credit_sample();
+        }
+    }
+
+    /// Credits the requests of a sample to the window.
+    #[cold]
+    fn credit_sample(&self) {
+        if let Some(w) = &self.window {
+            // Skipped when busy: whoever holds the lock credits them, or the next sample.
+            if let Ok(mut ring) = w.ring.try_lock() {
+                w.credit(&mut ring, &self.requests, Instant::now());
             }
         }
     }

@@ -182,8 +182,10 @@ impl<C> RetryBuilder<C> {
             random: self.random,
             budget: self.budget,
             max_retry_after: self.max_retry_after,
+            // The future reserves a whole body itself, through the `Arc` it holds anyway.
             replay: ReplayLimits::new(self.max_replay_bytes)
-                .with_memory(ReplayMemory::new(self.max_replay_memory)),
+                .with_memory(ReplayMemory::new(self.max_replay_memory))
+                .caller_counts_whole(),
             drain_limit: self.drain_limit,
             info_on_every_response: self.info_on_every_response,
             classifier: self.classifier,

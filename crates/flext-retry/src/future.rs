@@ -31,15 +31,15 @@ pin_project! {
         S: Service<Request<ReplayBody<B>>>,
     {
         #[pin]
-        state: State<S::Future, ResBody>,
-        service: S,
-        ctx: Ctx<B, C>,
+        pub(crate) state: State<S::Future, ResBody, B>,
+        pub(crate) service: S,
+        pub(crate) ctx: Ctx<B, C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, ResBody> {
+    pub(crate) enum State<F, ResBody, B> {
         Called {
             #[pin]
             future: F,
@@ -52,61 +52,81 @@ pin_project! {
             #[pin]
             drain: Option<ResBody>,
             drained: usize,
+            // The body of the next attempt, taken when the retry was decided.
+            next: Option<ReplayBody<B>>,
         },
-        Ready,
+        Ready {
+            next: Option<ReplayBody<B>>,
+        },
         Done,
     }
 }
 
-/// What a retry needs of the original request.
-pub(crate) struct Saved<B> {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
-    pub(crate) extensions: Extensions,
-    pub(crate) replay: Replayable<B>,
+/// A copy of a request's head.
+pub(crate) struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    /// `None` when empty: a `HeaderMap::new()` still costs its drop.
+    headers: Option<HeaderMap>,
+    extensions: Extensions,
 }
 
-struct Ctx<B, C> {
-    shared: Arc<Shared<C>>,
-    /// `None` when retries are off for this request.
-    saved: Option<Saved<B>>,
-    info: RetryInfo,
-    progress: Progress,
-    /// The body of the next attempt, taken when the retry was decided.
-    next: Option<ReplayBody<B>>,
+impl Head {
+    #[inline]
+    pub(crate) fn of<B>(req: &Request<B>) -> Head {
+        Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: (!req.headers().is_empty()).then(|| req.headers().clone()),
+            extensions: req.extensions().clone(),
+        }
+    }
 }
 
-enum Next<T, ResBody> {
+/// What the future needs besides the attempt in progress. Flat, and built in one go by
+/// `Retry::call`: each nested value would be one more copy of the head.
+pub(crate) struct Ctx<B, C> {
+    pub(crate) shared: Arc<Shared<C>>,
+    /// The original request's head; `None` when retries are off for this request, and once
+    /// it has finished.
+    pub(crate) head: Option<Head>,
+    /// The body to send again; `None` as `head` is, or when the layer's replay memory had no
+    /// room for it.
+    pub(crate) replay: Option<Replayable<B>>,
+    /// Bytes of a whole body held against the layer's replay memory.
+    pub(crate) reserved: usize,
+    pub(crate) info: RetryInfo,
+    pub(crate) progress: Progress,
+    /// The output was returned.
+    pub(crate) done: bool,
+}
+
+enum Next<T, ResBody, B> {
     Return(T),
     Retry {
         delay: Duration,
         drain: Option<ResBody>,
+        /// The body of the next attempt.
+        next: ReplayBody<B>,
     },
 }
 
-impl<S, B, ResBody, C> ResponseFuture<S, B, ResBody, C>
-where
-    S: Service<Request<ReplayBody<B>>>,
-{
-    pub(crate) fn new(
-        future: S::Future,
-        service: S,
-        shared: Arc<Shared<C>>,
-        saved: Option<Saved<B>>,
-    ) -> Self {
-        ResponseFuture {
-            state: State::Called { future },
-            service,
-            ctx: Ctx {
-                shared,
-                saved,
-                info: RetryInfo::new(),
-                progress: Progress::default(),
-                next: None,
-            },
+/// Holds a whole body's bytes against the layer's replay memory and returns their number;
+/// past the cap, drops them: the request is then not retried.
+#[inline]
+pub(crate) fn reserve<B, C>(replay: &mut Option<Replayable<B>>, shared: &Shared<C>) -> usize {
+    let len = replay.as_ref().and_then(Replayable::whole_len).unwrap_or(0);
+    match shared.config.replay.memory() {
+        Some(memory) if len > 0 => {
+            if memory.try_reserve(len) {
+                return len;
+            }
+            *replay = None;
+            0
         }
+        _ => 0,
     }
 }
 
@@ -124,24 +144,46 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
-                    match this.ctx.on_result(result) {
-                        Next::Return(out) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(out);
+                    // The last attempt's future stays until this one is dropped, as in tower's
+                    // retry: replacing it would cost its drop twice on every request.
+                    if this.ctx.done {
+                        panic!("retry ResponseFuture polled after completion");
+                    }
+                    let classifier = &this.ctx.shared.config.classifier;
+                    let (result, outcome) = match ready!(future.poll(cx)) {
+                        Ok(mut res) => {
+                            let outcome = classifier.classify_response(res.status(), res.headers());
+                            if !matches!(outcome, Outcome::Failure(_)) {
+                                // The common end, where the response is moved only once.
+                                this.ctx.finish_ok(&mut res, None);
+                                return Poll::Ready(Ok(res));
+                            }
+                            (Ok(res), outcome)
                         }
-                        Next::Retry { delay, drain } if delay.is_zero() => {
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            let outcome = classifier.classify_error(&*e);
+                            (Err(e), outcome)
+                        }
+                    };
+                    let Outcome::Failure(failure) = outcome else {
+                        return Poll::Ready(this.ctx.finish(result, None));
+                    };
+                    match this.ctx.on_failure(result, failure) {
+                        Next::Return(out) => return Poll::Ready(out),
+                        Next::Retry { delay, drain, next } if delay.is_zero() => {
                             // No time to drain: read what is already there, drop the rest.
                             let mut drain = std::pin::pin!(drain);
                             let mut drained = 0;
                             poll_drain(drain.as_mut(), &mut drained, this.ctx.drain_limit(), cx);
-                            this.state.set(State::Ready);
+                            this.state.set(State::Ready { next: Some(next) });
                         }
-                        Next::Retry { delay, drain } => {
+                        Next::Retry { delay, drain, next } => {
                             this.state.set(State::Backoff {
                                 sleep: Box::pin(tokio::time::sleep(delay)),
                                 drain,
                                 drained: 0,
+                                next: Some(next),
                             });
                         }
                     }
@@ -150,19 +192,25 @@ where
                     sleep,
                     drain,
                     drained,
+                    next,
                 } => {
                     poll_drain(drain, drained, this.ctx.drain_limit(), cx);
                     ready!(sleep.as_mut().poll(cx));
-                    this.state.set(State::Ready);
+                    let next = next.take();
+                    this.state.set(State::Ready { next });
                 }
-                StateProj::Ready => {
+                StateProj::Ready { next } => {
                     if let Err(e) = ready!(this.service.poll_ready(cx)) {
                         this.state.set(State::Done);
                         // The retry never went out: it is not an attempt made.
                         this.ctx.info.unsent();
                         return Poll::Ready(Err(this.ctx.fail(e.into(), None)));
                     }
-                    let future = this.service.call(this.ctx.next_request());
+                    // Invariant: `Ready` is only entered with the body `decide` took.
+                    let Some(body) = next.take() else {
+                        unreachable!("a retry has its body")
+                    };
+                    let future = this.service.call(this.ctx.next_request(body));
                     this.state.set(State::Called { future });
                 }
                 StateProj::Done => panic!("retry ResponseFuture polled after completion"),
@@ -194,27 +242,60 @@ fn poll_drain<R: Body>(
     }
 }
 
+impl<B, C> Ctx<B, C> {
+    /// For a request that is not retried.
+    pub(crate) fn once(shared: Arc<Shared<C>>) -> Ctx<B, C> {
+        Ctx {
+            shared,
+            head: None,
+            replay: None,
+            reserved: 0,
+            info: RetryInfo::new(),
+            progress: Progress::default(),
+            done: false,
+        }
+    }
+
+    /// Drops what was kept for a retry, and gives its bytes back to the replay memory.
+    fn release(&mut self) {
+        self.head = None;
+        self.replay = None;
+        let reserved = mem::take(&mut self.reserved);
+        if reserved > 0 {
+            if let Some(memory) = self.shared.config.replay.memory() {
+                memory.release(reserved);
+            }
+        }
+    }
+}
+
+impl<B, C> Drop for Ctx<B, C> {
+    fn drop(&mut self) {
+        // A finished request has released already.
+        if !self.done {
+            self.release();
+        }
+    }
+}
+
 impl<B, C: Classify> Ctx<B, C> {
     fn drain_limit(&self) -> usize {
         self.shared.config.drain_limit
     }
 
-    fn on_result<ResBody>(
+    /// What to do after an attempt that ended in `failure`.
+    // Kept out of `poll`: most attempts succeed, and their path stays short.
+    #[inline(never)]
+    fn on_failure<ResBody>(
         &mut self,
         result: Result<Response<ResBody>, BoxError>,
-    ) -> Next<Result<Response<ResBody>, RetryError>, ResBody> {
-        let classifier = &self.shared.config.classifier;
-        let outcome = match &result {
-            Ok(res) => classifier.classify_response(res.status(), res.headers()),
-            Err(e) => classifier.classify_error(&**e),
-        };
-        let Outcome::Failure(failure) = outcome else {
-            return Next::Return(self.finish(result, None));
-        };
+        failure: Failure,
+    ) -> Next<Result<Response<ResBody>, RetryError>, ResBody, B> {
         match self.decide(&failure) {
-            Ok(delay) => Next::Retry {
+            Ok((delay, next)) => Next::Retry {
                 delay,
                 drain: result.ok().map(Response::into_body),
+                next,
             },
             Err(reason) => {
                 tracing::debug!(
@@ -228,15 +309,24 @@ impl<B, C: Classify> Ctx<B, C> {
         }
     }
 
-    /// Decides whether to retry after `failure`; when it does, the next request is made.
-    fn decide(&mut self, failure: &Failure) -> Result<Duration, StopReason> {
+    /// Decides whether to retry after `failure`; when it does, gives the wait and the body
+    /// of the next attempt.
+    fn decide(&mut self, failure: &Failure) -> Result<(Duration, ReplayBody<B>), StopReason> {
         let shared = &*self.shared;
         let counters = &shared.counters;
-        let Some(saved) = &self.saved else {
+        let Some(head) = &self.head else {
             return Err(StopReason::Disabled);
         };
-        let idempotency = Idempotency::of(&saved.method, &saved.headers, &saved.extensions);
-        let deadline = saved.extensions.get::<Deadline>().copied();
+        let no_headers;
+        let headers = match &head.headers {
+            Some(headers) => headers,
+            None => {
+                no_headers = HeaderMap::new();
+                &no_headers
+            }
+        };
+        let idempotency = Idempotency::of(&head.method, headers, &head.extensions);
+        let deadline = head.extensions.get::<Deadline>().copied();
         let plan = policy::plan(
             &shared.config,
             failure,
@@ -257,15 +347,18 @@ impl<B, C: Classify> Ctx<B, C> {
             }
             StopReason::BodyNotReplayable(why)
         };
-        saved.replay.check().map_err(not_replayable)?;
+        let replay = self
+            .replay
+            .as_ref()
+            .ok_or_else(|| not_replayable(NotReplayable::MemoryLimit))?;
+        replay.check().map_err(not_replayable)?;
         if !shared.budget.withdraw() {
             bump(&counters.budget_exhausted);
             return Err(StopReason::BudgetExhausted);
         }
-        let body = saved.replay.body().map_err(not_replayable)?;
+        let body = replay.body().map_err(not_replayable)?;
 
         let retry = self.progress.retries + 1;
-        self.next = Some(body);
 
         bump(&counters.retries);
         if plan.retry_after.is_some() {
@@ -285,29 +378,31 @@ impl<B, C: Classify> Ctx<B, C> {
         };
         self.info
             .record(RetryRecord::new(*failure, plan.delay, plan.retry_after));
-        Ok(plan.delay)
+        Ok((plan.delay, body))
     }
 
-    /// The request of the retry `on_result` decided: a copy of the original's head, its
-    /// extensions with `Attempt` set, and the body taken then.
-    fn next_request(&mut self) -> Request<ReplayBody<B>> {
-        // Invariant: the state is `Ready` only after `decide` kept a body for the retry.
-        let (Some(saved), Some(body)) = (&self.saved, self.next.take()) else {
-            unreachable!("a retry has its saved request and its body")
+    /// The request of the retry `on_failure` decided: a copy of the original's head, its
+    /// extensions with `Attempt` set, and `body`, taken then.
+    fn next_request(&self, body: ReplayBody<B>) -> Request<ReplayBody<B>> {
+        // Invariant: a retry is only decided with the saved request.
+        let Some(head) = &self.head else {
+            unreachable!("a retry has its saved request")
         };
-        let base = saved
+        let base = head
             .extensions
             .get::<Attempt>()
             .copied()
             .unwrap_or_default();
-        let mut extensions = saved.extensions.clone();
+        let mut extensions = head.extensions.clone();
         let number = base.number().saturating_add(self.progress.retries);
         extensions.insert(Attempt::new(number));
         let mut req = Request::new(body);
-        *req.method_mut() = saved.method.clone();
-        *req.uri_mut() = saved.uri.clone();
-        *req.version_mut() = saved.version;
-        *req.headers_mut() = saved.headers.clone();
+        *req.method_mut() = head.method.clone();
+        *req.uri_mut() = head.uri.clone();
+        *req.version_mut() = head.version;
+        if let Some(headers) = &head.headers {
+            *req.headers_mut() = headers.clone();
+        }
         *req.extensions_mut() = extensions;
         req
     }
@@ -319,21 +414,34 @@ impl<B, C: Classify> Ctx<B, C> {
     ) -> Result<Response<ResBody>, RetryError> {
         match result {
             Ok(mut res) => {
-                if self.info.attempts() > 1
-                    || reason.is_some()
-                    || self.shared.config.info_on_every_response
-                {
-                    let mut info = mem::take(&mut self.info);
-                    info.stop(reason);
-                    res.extensions_mut().insert(info);
-                }
+                self.finish_ok(&mut res, reason);
                 Ok(res)
             }
             Err(e) => Err(self.fail(e, reason)),
         }
     }
 
+    /// Ends the request with `res`: what was kept for a retry goes now, not when the future
+    /// is dropped, and the response gets its `RetryInfo` if there is something to say.
+    fn finish_ok<ResBody>(&mut self, res: &mut Response<ResBody>, reason: Option<StopReason>) {
+        self.release();
+        self.done = true;
+        if self.info.attempts() > 1 || reason.is_some() || self.shared.config.info_on_every_response
+        {
+            self.attach_info(res, reason);
+        }
+    }
+
+    #[cold]
+    fn attach_info<ResBody>(&mut self, res: &mut Response<ResBody>, reason: Option<StopReason>) {
+        let mut info = mem::take(&mut self.info);
+        info.stop(reason);
+        res.extensions_mut().insert(info);
+    }
+
     fn fail(&mut self, error: BoxError, reason: Option<StopReason>) -> RetryError {
+        self.release();
+        self.done = true;
         let mut info = mem::take(&mut self.info);
         info.stop(reason);
         RetryError::new(error, info)
@@ -346,9 +454,10 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
+            _ if self.ctx.done => "done",
             State::Called { .. } => "called",
             State::Backoff { .. } => "backoff",
-            State::Ready => "ready",
+            State::Ready { .. } => "ready",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")

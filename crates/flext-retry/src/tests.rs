@@ -432,3 +432,123 @@ async fn a_body_over_the_in_flight_cap_is_sent_once_and_counted() {
     assert_eq!(reason, Some(expected));
     assert_eq!(layer.metrics().replay_cap_hit, 1);
 }
+
+/// One attempt `Held` got: the body it was sent, and its status once the test gives it.
+type HeldCall = (Bytes, Option<u16>);
+
+/// An inner service whose attempts answer when the test says so: each records the body it
+/// was sent, then waits for its status.
+#[derive(Clone, Default)]
+struct Held {
+    calls: Arc<Mutex<Vec<HeldCall>>>,
+}
+
+impl Held {
+    fn answer(&self, call: usize, status: u16) {
+        self.calls.lock().unwrap()[call].1 = Some(status);
+    }
+
+    fn body(&self, call: usize) -> Bytes {
+        self.calls.lock().unwrap()[call].0.clone()
+    }
+}
+
+impl Service<Req> for Held {
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let calls = self.calls.clone();
+        Box::pin(async move {
+            let body = req.into_body().collect().await?.to_bytes();
+            let n = {
+                let mut calls = calls.lock().unwrap();
+                calls.push((body, None));
+                calls.len() - 1
+            };
+            let status = std::future::poll_fn(|_| match calls.lock().unwrap()[n].1 {
+                Some(status) => Poll::Ready(status),
+                None => Poll::Pending,
+            })
+            .await;
+            Ok(Response::builder().status(status).body(Full::default())?)
+        })
+    }
+}
+
+/// Polls by hand: with no backoff nothing sleeps, and `Held` needs no waker.
+fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(std::task::Waker::noop()))
+}
+
+fn put(len: usize) -> Request<Full<Bytes>> {
+    Request::put("http://example.test/")
+        .body(Full::new(Bytes::from(vec![b'a'; len])))
+        .unwrap()
+}
+
+#[test]
+fn a_whole_body_holds_the_in_flight_cap_until_its_request_ends() {
+    let layer = RetryLayer::builder()
+        .backoff(Backoff::none())
+        .max_replay_memory(100)
+        .build()
+        .unwrap();
+    let held = Held::default();
+    let mut svc = tower_layer::Layer::layer(&layer, held.clone());
+    let mut call = |req| {
+        assert!(poll_once(std::pin::pin!(svc.ready())).is_ready());
+        Box::pin(svc.call(req))
+    };
+    let in_use = || layer.metrics().replay_bytes_in_use;
+
+    // A: its 60 bytes are kept while its first attempt is out.
+    let mut a = call(put(60));
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(in_use(), 60);
+    // B: 60 more would pass the 100-byte cap. Sent whole, not kept, not retried.
+    let mut b = call(put(60));
+    assert!(poll_once(b.as_mut()).is_pending());
+    assert_eq!(in_use(), 60);
+    held.answer(1, 503);
+    let Poll::Ready(Ok(res)) = poll_once(b.as_mut()) else {
+        panic!("B answered")
+    };
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let expected = StopReason::BodyNotReplayable(flext_core::NotReplayable::MemoryLimit);
+    assert_eq!(RetryInfo::of(&res).unwrap().stop_reason(), Some(expected));
+    assert_eq!(held.body(1).len(), 60);
+    // A's 503 is retried from the kept bytes; once A has its answer they are given back,
+    // before its future is dropped.
+    held.answer(0, 503);
+    assert!(poll_once(a.as_mut()).is_pending());
+    held.answer(2, 200);
+    let Poll::Ready(Ok(res)) = poll_once(a.as_mut()) else {
+        panic!("A answered")
+    };
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(held.body(2), held.body(0));
+    assert_eq!(in_use(), 0);
+    // C: cancelled while in flight, it gives its bytes back too.
+    let mut c = call(put(100));
+    assert!(poll_once(c.as_mut()).is_pending());
+    assert_eq!(in_use(), 100);
+    drop(c);
+    assert_eq!(in_use(), 0);
+    // D: a request that is never retried keeps nothing.
+    let mut req = put(10);
+    req.extensions_mut().insert(RetryOverride::Disabled);
+    let mut d = call(req);
+    assert!(poll_once(d.as_mut()).is_pending());
+    assert_eq!(in_use(), 0);
+
+    let m = layer.metrics();
+    assert_eq!((m.requests, m.retries, m.replay_cap_hit), (4, 1, 1));
+    drop((a, b, d));
+    assert_eq!(in_use(), 0);
+}

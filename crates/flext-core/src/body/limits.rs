@@ -46,7 +46,12 @@ impl ReplayMemory {
         self.inner.used.load(Ordering::Relaxed)
     }
 
-    fn try_reserve(&self, bytes: usize) -> bool {
+    /// Reserves `bytes` if they fit under the cap; `false` (and nothing reserved) if not.
+    ///
+    /// For a caller that keeps bodies itself (see [`ReplayLimits::caller_counts_whole`]):
+    /// every successful reservation must be given back with [`release`](Self::release).
+    #[inline]
+    pub fn try_reserve(&self, bytes: usize) -> bool {
         let used = &self.inner.used;
         let mut cur = used.load(Ordering::Relaxed);
         loop {
@@ -60,7 +65,9 @@ impl ReplayMemory {
         }
     }
 
-    fn release(&self, bytes: usize) {
+    /// Gives back `bytes` reserved with [`try_reserve`](Self::try_reserve).
+    #[inline]
+    pub fn release(&self, bytes: usize) {
         self.inner.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
@@ -79,6 +86,8 @@ impl fmt::Debug for ReplayMemory {
 pub struct ReplayLimits {
     max_bytes: usize,
     memory: Option<ReplayMemory>,
+    /// Whether a body taken whole on the fast path is counted against `memory` here.
+    count_whole: bool,
 }
 
 impl ReplayLimits {
@@ -87,12 +96,24 @@ impl ReplayLimits {
         ReplayLimits {
             max_bytes,
             memory: None,
+            count_whole: true,
         }
     }
 
     /// Also count every buffered byte against `memory`, shared with other bodies.
     pub fn with_memory(mut self, memory: ReplayMemory) -> ReplayLimits {
         self.memory = Some(memory);
+        self
+    }
+
+    /// Leaves the bodies [`Replayable::new`](crate::Replayable::new) keeps whole when it wraps
+    /// them (in memory, of known size) out of the shared memory: the caller reserves their
+    /// [`whole_len`](crate::Replayable::whole_len) itself with
+    /// [`ReplayMemory::try_reserve`], and does not replay one it could not reserve. For a
+    /// layer whose request state already holds the memory, this saves a reference count per
+    /// body. Bodies kept as they stream are still counted as they are read.
+    pub fn caller_counts_whole(mut self) -> ReplayLimits {
+        self.count_whole = false;
         self
     }
 
@@ -104,6 +125,10 @@ impl ReplayLimits {
     /// The shared cap, if any.
     pub fn memory(&self) -> Option<&ReplayMemory> {
         self.memory.as_ref()
+    }
+
+    pub(super) fn counts_whole(&self) -> bool {
+        self.count_whole
     }
 }
 

@@ -118,6 +118,34 @@ async fn shared_memory_is_capped_and_released() {
 }
 
 #[tokio::test]
+async fn a_caller_that_counts_whole_bodies_reserves_them_itself() {
+    let memory = ReplayMemory::new(6);
+    let limits = ReplayLimits::new(64)
+        .with_memory(memory.clone())
+        .caller_counts_whole();
+    // Kept whole: left to the caller, who sizes it with `whole_len`.
+    let (whole, first) = Replayable::new(Full::new(Bytes::from_static(b"wxyz")), &limits);
+    assert_eq!((whole.whole_len(), memory.in_use()), (Some(4), 0));
+    assert!(memory.try_reserve(4));
+    assert!(!memory.try_reserve(3));
+    assert_eq!(memory.in_use(), 4);
+    assert_eq!(collect(first).await.0, "wxyz");
+    assert_eq!(collect(whole.body().unwrap()).await.0, "wxyz");
+    memory.release(4);
+    assert_eq!(memory.in_use(), 0);
+    // Streamed: still counted here, as it is read.
+    let (streamed, first) = Replayable::new(streamed(&[b"abc"], None), &limits);
+    assert_eq!(streamed.whole_len(), None);
+    collect(first).await;
+    assert_eq!(memory.in_use(), 3);
+    drop(streamed);
+    assert_eq!(memory.in_use(), 0);
+    // Over the per-body cap: not kept, nothing to count.
+    let big = Full::new(Bytes::from(vec![0; 65]));
+    assert_eq!(Replayable::new(big, &limits).0.whole_len(), None);
+}
+
+#[tokio::test]
 async fn a_new_copy_takes_over_a_half_read_body() {
     let (mut tx, body) = Chan::new(4);
     tx.send_data(Bytes::from_static(b"one,")).await.unwrap();
