@@ -25,7 +25,8 @@
 //!   recording its result is one CAS on a time-stamped bucket of the sliding window (and a
 //!   clock read). The map is read with one atomic load and probed with a borrowed
 //!   [`OriginRef`](flext_core::OriginRef); each service also remembers the last breaker it
-//!   used.
+//!   used, and the map the last one any service found, so a service cloned for every call
+//!   (as a client facade does) skips the parse and hash of an origin it saw before.
 //! - **Fail fast with the time left**: a refused call fails in `call` (not `poll_ready`) with
 //!   [`CircuitOpen`], which says which origin and how long until the next probe
 //!   ([`CircuitOpen::retry_after`]), so a retry layer above never retries before its time.

@@ -10,7 +10,7 @@ use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hashbrown::HashTable;
 
 use crate::config::BreakerConfig;
@@ -29,6 +29,11 @@ type Table<K> = HashTable<Arc<Entry<K>>>;
 
 pub(crate) struct Registry<K> {
     table: ArcSwap<Table<K>>,
+    // The breaker the last map lookup of any service found. A service remembers its own last
+    // breaker, but one cloned per call (as a client facade does, `Service::call` taking
+    // `&mut self`) starts with nothing remembered; this spares it the parse and hash of the
+    // origin when traffic goes on to the same origin.
+    recent: ArcSwapOption<Entry<K>>,
     writer: Mutex<()>,
     hasher: RandomState,
     pub(crate) shared: Arc<Shared>,
@@ -55,6 +60,7 @@ impl<K: Key> Registry<K> {
     ) -> Registry<K> {
         Registry {
             table: ArcSwap::from_pointee(HashTable::new()),
+            recent: ArcSwapOption::empty(),
             writer: Mutex::new(()),
             hasher: RandomState::new(),
             shared,
@@ -73,6 +79,22 @@ impl<K: Key> Registry<K> {
             .load()
             .find(hash, |e| probe.matches(&e.key))
             .cloned()
+    }
+
+    /// The breaker any service found last, if `is_it` says it is the one wanted (and the map
+    /// still holds it).
+    #[inline]
+    pub(crate) fn recent(&self, is_it: impl FnOnce(&K) -> bool) -> Option<Arc<Entry<K>>> {
+        let recent = self.recent.load();
+        match &*recent {
+            Some(e) if !e.cell.is_evicted() && is_it(&e.key) => Some(Arc::clone(e)),
+            _ => None,
+        }
+    }
+
+    /// Remembers `entry` as the breaker found last.
+    pub(crate) fn set_recent(&self, entry: &Arc<Entry<K>>) {
+        self.recent.store(Some(Arc::clone(entry)));
     }
 
     /// The breaker of `probe`, made if there is none. `None` only when the map is full of

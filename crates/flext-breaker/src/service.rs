@@ -97,6 +97,25 @@ impl<S: fmt::Debug, P: Partition, C> fmt::Debug for Breaker<S, P, C> {
     }
 }
 
+impl<S, P: Partition, C> Breaker<S, P, C> {
+    /// The breaker of `req`, past this service's own cache: the one any service found last if
+    /// it is the same, else the map's (made if new); `None` when the request has no key.
+    #[inline(never)]
+    fn lookup<B>(&self, req: &Request<B>) -> Option<Arc<Entry<P::Key>>>
+    where
+        P: PartitionFor<B>,
+    {
+        if let Some(e) = self.registry.recent(|key| self.partition.is_key(req, key)) {
+            return Some(e);
+        }
+        // No key: not guarded.
+        let probe = self.partition.probe(req)?;
+        let entry = self.registry.get_or_insert(probe, Room::Bounded)?;
+        self.registry.set_recent(&entry);
+        Some(entry)
+    }
+}
+
 impl<S, P, C, B, ResBody> Service<Request<B>> for Breaker<S, P, C>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
@@ -118,11 +137,7 @@ where
             None => false,
         };
         if !hit {
-            self.last = match self.partition.probe(&req) {
-                Some(probe) => self.registry.get_or_insert(probe, Room::Bounded),
-                // No key: not guarded.
-                None => None,
-            };
+            self.last = self.lookup(&req);
         }
         let guard = match self.last.as_ref().map(|e| e.cell.admit()) {
             None => Guard::Unguarded,

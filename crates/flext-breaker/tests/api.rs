@@ -181,6 +181,56 @@ async fn a_closed_breaker_idle_past_the_idle_timeout_is_dropped() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn services_cloned_per_call_keep_each_origin_on_its_own_breaker() {
+    // A facade clones its service for every call, so each call starts with nothing
+    // remembered and goes through the map's "found last" slot: alternating origins must
+    // still land on their own breakers, and an evicted breaker must not come back from it.
+    let clock = ManualClock::new();
+    let layer = BreakerLayer::builder()
+        .idle_timeout(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let backend = Backend::new("backend");
+    let svc = layer.layer(backend.clone());
+
+    for _ in 0..5 {
+        call_n(&svc, "http://down.test/", 503, 1).await;
+        call_n(&svc, "http://up.test/", 200, 1).await;
+    }
+    assert_eq!(handle.state(&origin("http://down.test")), Some(State::Open));
+    assert_eq!(handle.state(&origin("http://up.test")), Some(State::Closed));
+    assert_eq!(backend.calls(), 10);
+    for _ in 0..3 {
+        let refused = svc.clone().oneshot(req("http://down.test/", 200)).await;
+        assert!(refused.unwrap_err().is::<CircuitOpen>());
+        call_n(&svc, "http://up.test/", 200, 1).await;
+    }
+    assert_eq!(
+        backend.calls(),
+        13,
+        "the open origin's calls never reached the server"
+    );
+
+    // up.test is the breaker found last; idle past the timeout (two sweeps: the first sees
+    // its recent use), it is dropped when a new origin arrives, and the next call to it gets
+    // a new breaker in the map, not the old one.
+    clock.advance(Duration::from_secs(61));
+    call_n(&svc, "http://new.test/", 200, 1).await;
+    clock.advance(Duration::from_secs(61));
+    call_n(&svc, "http://newer.test/", 200, 1).await;
+    assert_eq!(handle.state(&origin("http://up.test")), None);
+    call_n(&svc, "http://up.test/", 200, 1).await;
+    assert_eq!(handle.state(&origin("http://up.test")), Some(State::Closed));
+    let up = handle.snapshot(&origin("http://up.test")).unwrap();
+    assert_eq!(
+        up.permitted, 1,
+        "a new breaker counts from the call after eviction"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_full_map_evicts_a_closed_breaker_before_an_older_open_one() {
     let clock = ManualClock::new();
     let layer = BreakerLayer::builder()
