@@ -13,12 +13,11 @@ use flext_trace::{HttpClientMetrics, TraceLayer};
 use http::{Request, Response};
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_http::follow_redirect::FollowRedirectLayer;
 
 use crate::body::Body;
 use crate::config::{BreakerClock, ClientConfig};
 use crate::error::Error;
-use crate::redirect::RedirectPolicy;
+use crate::redirect::RedirectLayer;
 use crate::timeout::{AttemptTimeoutLayer, TotalTimeoutLayer};
 
 /// The request body an attempt carries below the retry and auth layers: the caller's
@@ -235,8 +234,7 @@ where
             .layer(TotalTimeoutLayer::new(c.timeout))
             .service(retried)
             .map_err(Into::<BoxError>::into);
-        let redirects = (c.max_redirects > 0)
-            .then(|| FollowRedirectLayer::with_policy(RedirectPolicy::new(c.max_redirects)));
+        let redirects = (c.max_redirects > 0).then(|| RedirectLayer::new(c.max_redirects));
         ServiceBuilder::new().option_layer(redirects).service(outer)
     }
 }

@@ -529,6 +529,56 @@ async fn client_is_a_tower_service() {
 }
 
 #[tokio::test]
+async fn redirects_resolve_relative_locations_and_stop_at_the_limit() {
+    let server = TestServer::start().await.unwrap();
+    server.script_path("/dir/target", "echo").unwrap();
+    // /a -> /dir/b (absolute path) -> /dir/c (relative to /dir/) -> /dir/target (relative).
+    server
+        .script_path("/a", "302;header=location:/dir/b")
+        .unwrap();
+    server
+        .script_path("/dir/b", "301;header=location:c?x=1")
+        .unwrap();
+    server
+        .script_path("/dir/c", "308;header=location:target")
+        .unwrap();
+
+    let client = client_for(&server).await;
+    let echo: serde_json::Value = client.get("a").send().await.unwrap().json().await.unwrap();
+    assert_eq!(echo["path"], "/dir/target");
+    assert_eq!(echo["method"], "GET");
+    let hits = |path: &str| server.stats().requests_for_path(path);
+    assert_eq!(hits("/a") + hits("/dir/b") + hits("/dir/c"), 3);
+
+    // Two redirects allowed: the third is returned as it is, with its Location.
+    let limited = Client::builder()
+        .base_url(&server.url("/"))
+        .max_redirects(2)
+        .build()
+        .unwrap();
+    let res = limited.get("a").send().await.unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "target");
+    assert_eq!(
+        hits("/dir/target"),
+        1,
+        "the limited client never reached it"
+    );
+
+    // A streamed body cannot be sent again: the 307 comes back instead of a second send.
+    server
+        .script_path("/keep", "307;header=location:/dir/target")
+        .unwrap();
+    let stream = Body::wrap(http_body_util::Full::new(bytes::Bytes::from_static(
+        b"streamed",
+    )));
+    let res = client.post("keep").body(stream).send().await.unwrap();
+    assert_eq!(res.status(), 307);
+    assert_eq!(hits("/keep"), 1);
+    assert_eq!(hits("/dir/target"), 1);
+}
+
+#[tokio::test]
 async fn redirects_keep_or_change_the_method_as_rfc_9110_says() {
     let server = TestServer::start().await.unwrap();
     let client = client_for(&server).await;
