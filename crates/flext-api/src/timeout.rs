@@ -126,18 +126,18 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let existing = Deadline::of(&req);
+        // One clock read per call (tokio's, so that paused-clock tests see these timeouts).
+        let now = tokio::time::Instant::now();
         let (deadline, on_elapsed) = match self.mode {
             Mode::Total(timeout) => {
-                let own = Deadline::after(timeout);
+                let own = deadline_after(now, timeout);
                 let deadline = existing.map_or(own, |d| d.min(own));
                 req.extensions_mut().insert(deadline);
-                let after = deadline
-                    .instant()
-                    .saturating_duration_since(tokio::time::Instant::now());
+                let after = deadline.instant().saturating_duration_since(now);
                 (deadline, OnElapsed::Total(after))
             }
             Mode::Attempt(timeout) => {
-                let own = Deadline::after(timeout);
+                let own = deadline_after(now, timeout);
                 (existing.map_or(own, |d| d.min(own)), OnElapsed::Attempt)
             }
         };
@@ -147,6 +147,17 @@ where
             on_elapsed,
         }
     }
+}
+
+/// `timeout` after `now`, capped at about thirty years (as [`Deadline::after`] caps it) so
+/// that no configured duration can overflow the clock.
+fn deadline_after(now: tokio::time::Instant, timeout: Duration) -> Deadline {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    Deadline::at(
+        now.checked_add(timeout)
+            .or_else(|| now.checked_add(FAR))
+            .unwrap_or(now),
+    )
 }
 
 pin_project! {
