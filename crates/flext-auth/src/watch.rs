@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
+use flext_core::coarse;
 use tokio::time::{Instant, Sleep};
 
 /// The token may be used without a clock read, until the coarse deadline.
@@ -36,17 +37,6 @@ const DUE: u8 = 2;
 /// can lag behind the precise one (a tick, 1-10 ms; a few ticks when a VM's timekeeping CPU is
 /// descheduled).
 const MARGIN: Duration = Duration::from_secs(1);
-
-/// Whether coarsetime reads a monotonic clock on this platform (see flext-breaker's clock).
-/// Elsewhere the shortcut is off and every request reads tokio's clock.
-const COARSE_IS_MONOTONIC: bool = cfg!(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    windows
-));
 
 /// The fresh flag of one cached token, its coarse deadline, and its registration with tokio's
 /// timer.
@@ -72,10 +62,10 @@ impl Watch {
     /// For a token to refresh at `refresh_at`: due until [`arm`](Watch::arm) registers it.
     pub(crate) fn until(refresh_at: Instant) -> Watch {
         let ahead = refresh_at.saturating_duration_since(Instant::now());
-        let until = if COARSE_IS_MONOTONIC {
-            coarse_now()
-                .saturating_add(fixed(ahead))
-                .saturating_sub(fixed(MARGIN))
+        let until = if coarse::IS_MONOTONIC {
+            coarse::now()
+                .saturating_add(coarse::fixed(ahead))
+                .saturating_sub(coarse::fixed(MARGIN))
         } else {
             0
         };
@@ -91,7 +81,7 @@ impl Watch {
     #[inline]
     pub(crate) fn is_fresh(&self) -> bool {
         self.state.load(Ordering::Relaxed) == FRESH
-            && (self.until == u64::MAX || coarse_now() < self.until)
+            && (self.until == u64::MAX || coarse::now() < self.until)
     }
 
     /// Registers the refresh point of the token `owner` watches with the current runtime's
@@ -99,7 +89,7 @@ impl Watch {
     /// past (or too close for the coarse clock), it stays due.
     pub(crate) fn arm<T: Watched>(owner: &Arc<T>, refresh_at: Instant) {
         let watch = owner.watch();
-        if coarse_now() >= watch.until || tokio::runtime::Handle::try_current().is_err() {
+        if coarse::now() >= watch.until || tokio::runtime::Handle::try_current().is_err() {
             return;
         }
         watch.state.store(ARMING, Ordering::Relaxed);
@@ -139,18 +129,6 @@ impl<T: Watched> Wake for MarkDue<T> {
             owner.watch().state.store(DUE, Ordering::Relaxed);
         }
     }
-}
-
-/// The coarse clock, as coarsetime's 32.32 fixed-point seconds.
-#[inline]
-fn coarse_now() -> u64 {
-    coarsetime::Instant::now_without_cache_update().as_u64()
-}
-
-/// A duration in coarsetime's 32.32 fixed-point seconds, at most 2^31 s (68 years).
-fn fixed(d: Duration) -> u64 {
-    let d = d.min(Duration::from_secs(1 << 31));
-    coarsetime::Duration::from(d).as_u64()
 }
 
 impl std::fmt::Debug for Watch {
@@ -221,7 +199,7 @@ mod tests {
         // The real clock bounds the flag even when the timer has not fired.
         let at = Instant::now() + Duration::from_secs(3600);
         let early = Arc::new(Owner(Watch {
-            until: coarse_now(),
+            until: coarse::now(),
             ..Watch::until(at)
         }));
         Watch::arm(&early, at);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use flext_core::coarse;
 use tokio::time::Instant;
 
 /// A source of monotonic time for the breakers.
@@ -99,18 +100,6 @@ impl Clock for ManualClock {
     }
 }
 
-/// Whether coarsetime reads a monotonic clock on this platform: `CLOCK_MONOTONIC_COARSE`
-/// (Linux, Android), `CLOCK_MONOTONIC_FAST` (FreeBSD, DragonFly), the approximate monotonic
-/// clock (macOS), `GetTickCount64` (Windows). Elsewhere it reads the wall clock.
-const COARSE_IS_MONOTONIC: bool = cfg!(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    windows
-));
-
 /// A clock with a fixed origin, reading time as nanoseconds since then: what the atomics store.
 #[derive(Clone)]
 pub(crate) struct Ticks {
@@ -120,7 +109,7 @@ pub(crate) struct Ticks {
 #[derive(Clone)]
 enum Source {
     // The default: the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux,
-    // the cheapest monotonic source on the systems in `COARSE_IS_MONOTONIC`, `Instant` on
+    // the cheapest monotonic source on the systems in `flext_core::coarse::IS_MONOTONIC`, `Instant` on
     // the others), as coarsetime's 32.32 fixed-point seconds.
     // Its resolution is the kernel's tick (1-4 ms), which the breaker's times (1 s buckets,
     // 30 s opens) do not notice; it costs a fifth of `Instant::now()` on a VM. A slow-call
@@ -140,7 +129,7 @@ impl Ticks {
     pub(crate) fn coarse() -> Ticks {
         Ticks {
             source: Source::Coarse {
-                base: coarsetime::Instant::now_without_cache_update().as_u64(),
+                base: coarse::now(),
                 precise_base: std::time::Instant::now(),
             },
         }
@@ -159,16 +148,8 @@ impl Ticks {
         match &self.source {
             // Where coarsetime reads the wall clock (other BSDs, illumos), which can step
             // back, the precise monotonic clock is used instead.
-            Source::Coarse { .. } if !COARSE_IS_MONOTONIC => self.precise(),
-            Source::Coarse { base, .. } => {
-                let fixed = coarsetime::Instant::now_without_cache_update()
-                    .as_u64()
-                    .saturating_sub(*base);
-                // 32.32 fixed-point seconds to nanoseconds.
-                (fixed >> 32)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(((fixed & 0xFFFF_FFFF) * 1_000_000_000) >> 32)
-            }
+            Source::Coarse { .. } if !coarse::IS_MONOTONIC => self.precise(),
+            Source::Coarse { base, .. } => coarse::to_nanos(coarse::now().saturating_sub(*base)),
             Source::Custom { clock, base } => since(clock.now(), *base),
         }
     }

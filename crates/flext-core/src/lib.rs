@@ -11,6 +11,7 @@
 //!   downcast, with [`Sent`]: whether the request reached the server, which is what makes
 //!   resending a `POST` safe or not.
 //! - Request extensions: [`Attempt`] and [`Deadline`].
+//! - [`coarse`]: the kernel's coarse monotonic clock, for per-request time checks.
 //! - [`Replayable`] / [`ReplayBody`]: a request body that can be sent more than once (retries,
 //!   auth's 401 replay), kept within [`ReplayLimits`].
 //!
@@ -35,6 +36,7 @@
 
 mod body;
 mod classify;
+pub mod coarse;
 mod error;
 mod extensions;
 mod origin;
