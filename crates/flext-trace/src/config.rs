@@ -9,6 +9,7 @@ use tracing::Level;
 use crate::attributes::ErrorTypeFn;
 use crate::metrics::{HttpClientMetrics, MetricsRecorder};
 use crate::redact::Redaction;
+use crate::span::level_enabled;
 
 /// Which span a layer makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +44,15 @@ pub(crate) struct Config {
     pub(crate) metrics: Option<HttpClientMetrics>,
     pub(crate) recorder: Option<Arc<dyn MetricsRecorder>>,
     pub(crate) error_type: Option<ErrorTypeFn>,
+    /// The most severe level of anything the layer may log (its span and events), kept up to
+    /// date by [`Config::refresh`]: when even that level is filtered out, and there are no
+    /// metrics, a call records nothing.
+    pub(crate) severest: Level,
 }
 
 impl Config {
     pub(crate) fn new(mode: Mode) -> Config {
-        Config {
+        let mut config = Config {
             mode,
             span_level: Level::INFO,
             success_level: SuccessLevel::Auto,
@@ -60,7 +65,31 @@ impl Config {
             metrics: None,
             recorder: None,
             error_type: None,
-        }
+            severest: Level::INFO,
+        };
+        config.refresh();
+        config
+    }
+
+    /// Recomputes what is derived from the settings; call after changing them.
+    pub(crate) fn refresh(&mut self) {
+        // `Level` orders the more verbose as the greater.
+        self.severest = [
+            Some(self.span_level),
+            self.success_level(false),
+            self.success_level(true),
+            self.failure_level,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(Level::TRACE, Level::min);
+    }
+
+    /// Whether this call may record anything: a span or an event a subscriber may want, or
+    /// metrics. A cheap global check; when it says no, the call only propagates.
+    #[inline]
+    pub(crate) fn may_record(&self) -> bool {
+        self.records_metrics() || level_enabled(self.severest)
     }
 
     /// The level of the success event, knowing whether a logical layer is above.
@@ -72,6 +101,7 @@ impl Config {
         }
     }
 
+    #[inline]
     pub(crate) fn records_metrics(&self) -> bool {
         self.metrics.is_some() || self.recorder.is_some()
     }
@@ -92,6 +122,6 @@ impl fmt::Debug for Config {
             .field("metrics", &self.metrics)
             .field("recorder", &self.recorder)
             .field("error_type", &self.error_type.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }

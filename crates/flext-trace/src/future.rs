@@ -29,20 +29,29 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        recording: Recording,
+        // `None` when nothing is recorded: then this is the inner future and nothing more.
+        recording: Option<Recording>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, recording: Recording) -> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, recording: Option<Recording>) -> ResponseFuture<F> {
         ResponseFuture { inner, recording }
+    }
+
+    /// The inner future, with nothing to record.
+    pub(crate) fn passthrough(inner: F) -> ResponseFuture<F> {
+        ResponseFuture {
+            inner,
+            recording: None,
+        }
     }
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("span", &self.recording.span)
+            .field("span", &self.recording.as_ref().map(|r| &r.span))
             .finish_non_exhaustive()
     }
 }
@@ -54,17 +63,13 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
-            let _entered = this.recording.span.enter();
-            ready!(this.inner.poll(cx))
-        };
-        match &result {
-            Ok(response) => this.recording.response(response),
-            Err(error) => this.recording.error(error),
+        match this.recording {
+            None => this.inner.poll(cx),
+            Some(recording) => recording.poll(this.inner, cx),
         }
-        Poll::Ready(result)
     }
 }
 
@@ -94,8 +99,8 @@ impl OwnedRequest {
     }
 }
 
-/// What is left to record when the request ends. `config` is `None` when nothing will be
-/// (no subscriber, no metrics), and once it has been recorded.
+/// What is left to record when the request ends. `config` is `None` once it has been
+/// recorded.
 pub(crate) struct Recording {
     pub(crate) config: Option<Arc<Config>>,
     pub(crate) span: Span,
@@ -106,6 +111,24 @@ pub(crate) struct Recording {
 }
 
 impl Recording {
+    /// Polls `inner` in the span, and records how the request ended.
+    #[inline(never)]
+    fn poll<F, B, E>(&mut self, inner: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output>
+    where
+        F: Future<Output = Result<Response<B>, E>>,
+        E: 'static,
+    {
+        let result = {
+            let _entered = self.span.enter();
+            ready!(inner.poll(cx))
+        };
+        match &result {
+            Ok(response) => self.response(response),
+            Err(error) => self.error(error),
+        }
+        Poll::Ready(result)
+    }
+
     fn response<B>(&mut self, response: &Response<B>) {
         let Some(config) = self.config.take() else {
             return;

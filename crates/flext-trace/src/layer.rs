@@ -66,7 +66,9 @@ impl TraceLayer {
     }
 
     fn with(mut self, f: impl FnOnce(&mut Config)) -> TraceLayer {
-        f(Arc::make_mut(&mut self.config));
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.refresh();
         self
     }
 
@@ -122,7 +124,7 @@ impl TraceLayer {
     /// Sets `x-request-id` to a random UUID on requests that have none (kept across attempts
     /// when the logical layer sets it).
     pub fn request_id(self) -> TraceLayer {
-        self.request_id_header(X_REQUEST_ID.clone())
+        self.request_id_header(X_REQUEST_ID)
     }
 
     /// As [`request_id`](TraceLayer::request_id), under another header name.

@@ -1,19 +1,20 @@
 //! W3C Trace Context (`traceparent`, `tracestate`) and `x-request-id` propagation.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::{Bytes, BytesMut};
-use http::header::Entry;
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+// Constants, as `http`'s own names are: used by value, a name is built in place, with no
+// reference count or vtable call to clone it for a header-map insert.
 /// The `traceparent` header (W3C Trace Context).
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The `tracestate` header (W3C Trace Context).
-pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The `x-request-id` header, the default name for request ids.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A W3C trace id: 16 bytes, never all zero.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,12 +23,13 @@ pub struct TraceId(u128);
 impl TraceId {
     /// A random trace id.
     pub fn random() -> TraceId {
-        loop {
-            let v = fastrand::u128(..);
-            if v != 0 {
-                return TraceId(v);
-            }
-        }
+        let [hi, lo] = random_words();
+        TraceId::from_words(hi, lo)
+    }
+
+    /// The id of two random words; an all-zero draw (one in 2^128) becomes 1.
+    fn from_words(hi: u64, lo: u64) -> TraceId {
+        TraceId((u128::from(hi) << 64 | u128::from(lo)).max(1))
     }
 
     /// The id with this value; `None` for zero, which W3C Trace Context forbids.
@@ -65,12 +67,13 @@ pub struct SpanId(u64);
 impl SpanId {
     /// A random span id.
     pub fn random() -> SpanId {
-        loop {
-            let v = fastrand::u64(..);
-            if v != 0 {
-                return SpanId(v);
-            }
-        }
+        let [v] = random_words();
+        SpanId::from_word(v)
+    }
+
+    /// The id of a random word; zero (one in 2^64) becomes 1.
+    fn from_word(v: u64) -> SpanId {
+        SpanId(v.max(1))
     }
 
     /// The id with this value; `None` for zero.
@@ -153,6 +156,12 @@ impl TraceParent {
         self.flags & 1 == 1
     }
 
+    /// A new trace: random trace and parent ids, flags `01` (sampled).
+    pub(crate) fn random() -> TraceParent {
+        let [hi, lo, parent] = random_words();
+        TraceParent::new(TraceId::from_words(hi, lo), SpanId::from_word(parent), 1)
+    }
+
     /// The same trace with another parent id.
     pub const fn with_parent(self, parent_id: SpanId) -> TraceParent {
         TraceParent { parent_id, ..self }
@@ -161,23 +170,68 @@ impl TraceParent {
     /// The `traceparent` a request carries, if it carries a valid one.
     pub fn from_headers(headers: &HeaderMap) -> Option<TraceParent> {
         headers
-            .get(&TRACEPARENT)
+            .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse().ok())
     }
 
     /// The header value, 55 bytes.
+    #[inline]
     pub fn to_header_value(&self) -> HeaderValue {
-        let mut buf = [0u8; 55];
-        buf[..3].copy_from_slice(b"00-");
-        buf[3..19].copy_from_slice(&hex_u64((self.trace_id.0 >> 64) as u64));
-        buf[19..35].copy_from_slice(&hex_u64(self.trace_id.0 as u64));
-        buf[35] = b'-';
-        buf[36..52].copy_from_slice(&hex_u64(self.parent_id.0));
-        buf[52] = b'-';
-        write_hex(&mut buf[53..55], &[self.flags]);
-        header_value(&buf)
+        header_value(|buf| self.write(buf)).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
+
+    /// Sets `traceparent` in `headers` to this, replacing any there; returns the first value
+    /// it replaced.
+    #[inline]
+    fn insert_into(&self, headers: &mut HeaderMap) -> Option<HeaderValue> {
+        match header_value(|buf| self.write(buf)) {
+            Ok(value) => headers.insert(TRACEPARENT, value),
+            Err(_) => None,
+        }
+    }
+
+    /// Writes `00-<trace id>-<parent id>-<flags>`.
+    fn write(&self, buf: &mut [u8; 55]) {
+        buf[..3].copy_from_slice(b"00-");
+        write_hex(&mut buf[3..35], &self.trace_id.0.to_be_bytes());
+        buf[35] = b'-';
+        write_hex(&mut buf[36..52], &self.parent_id.0.to_be_bytes());
+        buf[52] = b'-';
+        write_hex(&mut buf[53..], &[self.flags]);
+    }
+}
+
+/// The two lower-case hex digits of each byte: one load per byte, where computing them (even
+/// a word at a time) takes more instructions; this runs for every request.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
+
+thread_local! {
+    /// The state of this thread's id generator (`fastrand`'s WyRand), zero until first use.
+    /// Initialised by a constant and without a destructor, so that reaching it is a plain
+    /// thread-local load, and one reach serves all the ids of a trace.
+    static ID_STATE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// `N` random words from this thread's generator, seeded on first use from `fastrand`'s
+/// thread generator (itself seeded from the OS's entropy).
+fn random_words<const N: usize>() -> [u64; N] {
+    let state = ID_STATE.try_with(Cell::get).unwrap_or(0);
+    let mut rng = fastrand::Rng::with_seed(if state == 0 { fastrand::u64(..) } else { state });
+    let words = std::array::from_fn(|_| rng.u64(..));
+    // A cell without a destructor is never torn down; were it gone, the next call would seed
+    // again.
+    let _ = ID_STATE.try_with(|s| s.set(rng.get_seed()));
+    words
 }
 
 /// How many bytes of header values one arena chunk holds: 64 `traceparent`s.
@@ -191,56 +245,52 @@ thread_local! {
     static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
-/// A header value of ASCII hex digits and dashes, cut from this thread's arena.
-fn header_value(text: &[u8]) -> HeaderValue {
-    let bytes = ARENA
-        .try_with(|arena| {
-            let mut arena = arena.try_borrow_mut().ok()?;
-            if arena.capacity() < text.len() {
-                *arena = BytesMut::with_capacity(ARENA_CHUNK.max(text.len()));
+/// A header value of `N` ASCII hex digits and dashes, written by `write` into a slice cut
+/// from this thread's arena, marked sensitive. (Only hex digits and dashes: always valid.)
+#[inline(always)]
+fn header_value<const N: usize>(
+    write: impl FnOnce(&mut [u8; N]),
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    // Cut the slot, then write it: the value is written where it stays, not copied in.
+    let cut = ARENA.try_with(|arena| {
+        let mut arena = arena.try_borrow_mut().ok()?;
+        if arena.len() < N {
+            *arena = BytesMut::zeroed(ARENA_CHUNK.max(N));
+        }
+        Some(arena.split_to(N))
+    });
+    let mut value = match cut {
+        Ok(Some(mut slot)) => {
+            if let Ok(buf) = <&mut [u8; N]>::try_from(&mut slot[..]) {
+                write(buf);
             }
-            arena.extend_from_slice(text);
-            Some(arena.split().freeze())
-        })
-        .ok()
-        .flatten()
+            HeaderValue::from_maybe_shared(slot.freeze())
+        }
         // During thread teardown: a value of its own.
-        .unwrap_or_else(|| Bytes::copy_from_slice(text));
-    // Only hex digits and dashes: always a valid header value.
-    let mut value =
-        HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""));
+        _ => own_header_value(write),
+    };
     // A value new on every request: HTTP/2 gains nothing from indexing it (HPACK never-indexed
     // literal), and searching and churning the dynamic table costs both ends.
-    value.set_sensitive(true);
+    if let Ok(value) = &mut value {
+        value.set_sensitive(true);
+    }
     value
 }
 
-/// `v` as 16 lower-case hex digits, most significant first, computed on the whole word at once
-/// (SWAR) rather than a digit at a time through a table: this runs for every request.
-#[inline]
-fn hex_u64(v: u64) -> [u8; 16] {
-    // Spreads the 8 nibbles of a 32-bit value over the 8 bytes of a word, nibble i in byte i.
-    fn spread(x: u64) -> u64 {
-        let x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
-        let x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
-        (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F
-    }
-    // Each byte n (0..=15) becomes b'0' + n, plus 39 more (b'a' - b'0' - 10) when n > 9.
-    fn ascii(n: u64) -> u64 {
-        let letters = ((n + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-        n + 0x3030_3030_3030_3030 + letters * 39
-    }
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&ascii(spread(v >> 32)).to_be_bytes());
-    out[8..].copy_from_slice(&ascii(spread(v & 0xFFFF_FFFF)).to_be_bytes());
-    out
+/// A header value in an allocation of its own, for when the arena is gone.
+#[cold]
+fn own_header_value<const N: usize>(
+    write: impl FnOnce(&mut [u8; N]),
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let mut buf = [0; N];
+    write(&mut buf);
+    HeaderValue::from_bytes(&buf)
 }
 
+/// `bytes` as lower-case hex digits into `out`, two per byte.
 fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
 }
 
@@ -312,28 +362,32 @@ fn parse_hex(digits: &[u8]) -> Option<u128> {
 
 /// A fresh request id: a random UUID (version 4) as text.
 pub(crate) fn new_request_id() -> HeaderValue {
-    let v = fastrand::u128(..) & !(0xf << 76) & !(0x3 << 62) | (0x4 << 76) | (0x2 << 62);
+    let [hi, lo] = random_words();
+    let v = (u128::from(hi) << 64 | u128::from(lo)) & !(0xf << 76) & !(0x3 << 62)
+        | (0x4 << 76)
+        | (0x2 << 62);
     let bytes = v.to_be_bytes();
-    let mut buf = [0u8; 36];
-    let mut at = 0;
-    for (i, chunk) in [
-        &bytes[0..4],
-        &bytes[4..6],
-        &bytes[6..8],
-        &bytes[8..10],
-        &bytes[10..16],
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            buf[at] = b'-';
-            at += 1;
+    header_value(|buf: &mut [u8; 36]| {
+        let mut at = 0;
+        for (i, chunk) in [
+            &bytes[0..4],
+            &bytes[4..6],
+            &bytes[6..8],
+            &bytes[8..10],
+            &bytes[10..16],
+        ]
+        .iter()
+        .enumerate()
+        {
+            if i > 0 {
+                buf[at] = b'-';
+                at += 1;
+            }
+            write_hex(&mut buf[at..at + chunk.len() * 2], chunk);
+            at += chunk.len() * 2;
         }
-        write_hex(&mut buf[at..at + chunk.len() * 2], chunk);
-        at += chunk.len() * 2;
-    }
-    header_value(&buf)
+    })
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The context a logical span hands to the attempts below it, as a private request extension.
@@ -343,11 +397,9 @@ pub(crate) struct Logical {
 }
 
 /// The trace an attempt or logical call joins, and where it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Joined {
     pub(crate) parent: TraceParent,
-    /// `tracestate` to send, from the OpenTelemetry context.
-    pub(crate) tracestate: Option<HeaderValue>,
     /// Whether the ids came from OpenTelemetry (then `trace_id` is not recorded as a field:
     /// the exporter has it).
     pub(crate) from_otel: bool,
@@ -356,60 +408,64 @@ pub(crate) struct Joined {
 /// Picks the trace for a new span: the span's OpenTelemetry context when it has a valid one,
 /// else a logical parent's trace, else a `traceparent` the caller set, else a new trace.
 /// The span id is always new (the span's own). With `inject`, writes the result into the
-/// headers (one hash of `traceparent` for the read and the write).
+/// headers, replacing any `traceparent` (and, from OpenTelemetry, `tracestate`) there.
 pub(crate) fn join(
     span: &tracing::Span,
     logical: Option<&Logical>,
     headers: &mut HeaderMap,
     inject: bool,
 ) -> Joined {
-    if let Some(joined) = otel::from_span(span) {
+    if let Some((parent, tracestate)) = otel::from_span(span) {
         if inject {
-            headers.insert(TRACEPARENT.clone(), joined.parent.to_header_value());
-            if let Some(state) = &joined.tracestate {
-                headers.insert(TRACESTATE.clone(), state.clone());
+            parent.insert_into(headers);
+            if let Some(state) = tracestate {
+                headers.insert(TRACESTATE, state);
             }
         }
-        return joined;
+        return Joined {
+            parent,
+            from_otel: true,
+        };
     }
-    let own = SpanId::random();
-    let continue_or_start = |theirs: Option<&HeaderValue>| {
-        match theirs
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<TraceParent>().ok())
-        {
-            Some(tp) => tp.with_parent(own),
-            // We record our ids in the spans: the trace is "maybe recorded", sampled.
-            None => TraceParent::new(TraceId::random(), own, 1),
-        }
-    };
-    let parent = match (logical, inject) {
-        (Some(l), false) => l.parent.with_parent(own),
-        (Some(l), true) => {
-            let parent = l.parent.with_parent(own);
-            headers.insert(TRACEPARENT.clone(), parent.to_header_value());
+    let parent = match logical {
+        Some(l) => {
+            let parent = l.parent.with_parent(SpanId::random());
+            if inject {
+                parent.insert_into(headers);
+            }
             parent
         }
-        (None, false) => continue_or_start(headers.get(&TRACEPARENT)),
-        // One lookup of `traceparent` for the read and the write.
-        (None, true) => match headers.entry(&TRACEPARENT) {
-            Entry::Occupied(mut theirs) => {
-                let parent = continue_or_start(Some(theirs.get()));
-                theirs.insert(parent.to_header_value());
-                parent
+        None if inject => {
+            // Most requests carry no `traceparent`: insert a new trace straight away (one
+            // hash of the name, no entry) and look at what it replaced. A valid one is
+            // continued, in a second insert.
+            let fresh = TraceParent::random();
+            match fresh
+                .insert_into(headers)
+                .and_then(|theirs| parse_header(&theirs))
+            {
+                None => fresh,
+                Some(theirs) => {
+                    let parent = theirs.with_parent(fresh.parent_id);
+                    parent.insert_into(headers);
+                    parent
+                }
             }
-            Entry::Vacant(slot) => {
-                let parent = continue_or_start(None);
-                slot.insert(parent.to_header_value());
-                parent
-            }
+        }
+        None => match headers.get(TRACEPARENT).and_then(parse_header) {
+            Some(theirs) => theirs.with_parent(SpanId::random()),
+            None => TraceParent::random(),
         },
     };
     Joined {
         parent,
-        tracestate: None,
         from_otel: false,
     }
+}
+
+/// A valid `traceparent` value.
+fn parse_header(value: &HeaderValue) -> Option<TraceParent> {
+    value.to_str().ok()?.parse().ok()
 }
 
 /// Sets a request id header unless the request has one.
@@ -433,9 +489,9 @@ pub(crate) fn otel_headers(
 
 #[cfg(feature = "opentelemetry")]
 mod otel {
-    use super::{Joined, SpanId, TraceId, TraceParent};
+    use super::{SpanId, TraceId, TraceParent};
     use crate::service::RequestOrResponse;
-    use http::{HeaderMap, HeaderName};
+    use http::{HeaderMap, HeaderName, HeaderValue};
     use opentelemetry::{Array, StringValue, Value};
 
     pub(super) fn headers(
@@ -469,8 +525,9 @@ mod otel {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-    /// The OpenTelemetry context of `span` (or of the current span when `span` is disabled).
-    pub(super) fn from_span(span: &tracing::Span) -> Option<Joined> {
+    /// The OpenTelemetry context of `span` (or of the current span when `span` is disabled):
+    /// its ids and flags, and its `tracestate` when not empty.
+    pub(super) fn from_span(span: &tracing::Span) -> Option<(TraceParent, Option<HeaderValue>)> {
         let cx = if span.is_disabled() {
             tracing::Span::current().context()
         } else {
@@ -487,21 +544,20 @@ mod otel {
         let tracestate = if state.is_empty() {
             None
         } else {
-            http::HeaderValue::from_str(&state).ok()
+            HeaderValue::from_str(&state).ok()
         };
-        Some(Joined {
-            parent: TraceParent::new(trace_id, span_id, sc.trace_flags().to_u8()),
+        Some((
+            TraceParent::new(trace_id, span_id, sc.trace_flags().to_u8()),
             tracestate,
-            from_otel: true,
-        })
+        ))
     }
 }
 
 #[cfg(not(feature = "opentelemetry"))]
 mod otel {
-    use super::Joined;
+    use super::TraceParent;
     use crate::service::RequestOrResponse;
-    use http::{HeaderMap, HeaderName};
+    use http::{HeaderMap, HeaderName, HeaderValue};
 
     pub(super) fn headers(
         _span: &tracing::Span,
@@ -512,104 +568,10 @@ mod otel {
         false
     }
 
-    pub(super) fn from_span(_span: &tracing::Span) -> Option<Joined> {
+    pub(super) fn from_span(_span: &tracing::Span) -> Option<(TraceParent, Option<HeaderValue>)> {
         None
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn header_round_trip() {
-        let tp = TraceParent::new(TraceId::random(), SpanId::random(), 1);
-        let v = tp.to_header_value();
-        assert_eq!(v.len(), 55);
-        assert_eq!(v.to_str().unwrap(), tp.to_string());
-        assert_eq!(v.to_str().unwrap().parse::<TraceParent>().unwrap(), tp);
-    }
-
-    #[test]
-    fn future_versions_and_bad_input() {
-        let base = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert!(
-            format!("01-{base}-what-ever")
-                .parse::<TraceParent>()
-                .is_ok()
-        );
-        assert!(format!("01-{base}").parse::<TraceParent>().is_ok());
-        assert!(format!("01-{base}x").parse::<TraceParent>().is_err());
-        assert!(format!("00-{base}-").parse::<TraceParent>().is_err());
-        assert!(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
-                .parse::<TraceParent>()
-                .is_err()
-        );
-        assert!(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g"
-                .parse::<TraceParent>()
-                .is_err()
-        );
-        assert!("".parse::<TraceParent>().is_err());
-    }
-
-    #[test]
-    fn request_ids_are_uuid_v4() {
-        let id = new_request_id();
-        let s = id.to_str().unwrap();
-        assert_eq!(s.len(), 36);
-        let groups: Vec<&str> = s.split('-').collect();
-        assert_eq!(
-            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(groups[2].starts_with('4'));
-        assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
-        assert_ne!(new_request_id(), id);
-    }
-
-    #[test]
-    fn joins_logical_then_header_then_new() {
-        let span = tracing::Span::none();
-        let mut headers = HeaderMap::new();
-        let fresh = join(&span, None, &mut headers, false);
-        assert!(!fresh.from_otel && fresh.parent.is_sampled());
-
-        let theirs: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
-            .parse()
-            .unwrap();
-        headers.insert(TRACEPARENT.clone(), theirs.to_header_value());
-        let joined = join(&span, None, &mut headers, false);
-        assert_eq!(joined.parent.trace_id(), theirs.trace_id());
-        assert_ne!(joined.parent.parent_id(), theirs.parent_id());
-        assert!(!joined.parent.is_sampled());
-
-        let logical = Logical {
-            parent: fresh.parent,
-        };
-        let joined = join(&span, Some(&logical), &mut headers, true);
-        assert_eq!(joined.parent.trace_id(), fresh.parent.trace_id());
-        assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
-    }
-
-    proptest! {
-        #[test]
-        fn hex_is_lower_case_hex(v in any::<u64>()) {
-            let expected = format!("{v:016x}");
-            prop_assert_eq!(&hex_u64(v)[..], expected.as_bytes());
-        }
-
-        #[test]
-        fn parse_never_panics(s in "\\PC{0,70}") {
-            let _ = s.parse::<TraceParent>();
-        }
-
-        #[test]
-        fn valid_values_round_trip(t in 1u128.., p in 1u64.., flags in any::<u8>()) {
-            let tp = TraceParent::new(TraceId::from_u128(t).unwrap(), SpanId::from_u64(p).unwrap(), flags);
-            prop_assert_eq!(tp.to_string().parse::<TraceParent>(), Ok(tp));
-        }
-    }
-}
+mod tests;

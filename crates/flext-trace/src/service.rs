@@ -70,9 +70,29 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let config = &*self.config;
-        let logical = request.extensions().get::<Logical>().copied();
+        if config.may_record() {
+            return self.call_recorded(request);
+        }
+        // No subscriber wants anything at our levels and there are no metrics: no span, no
+        // clock, nothing kept for the response; the request is only propagated. Small enough
+        // to inline into the caller, which saves moving the request and the future around.
+        propagate(config, &Span::none(), &mut request);
+        ResponseFuture::passthrough(self.inner.call(request))
+    }
+}
+
+impl<S> Trace<S> {
+    /// `call` with a span, events or metrics to record.
+    #[inline(never)]
+    fn call_recorded<ReqB, ResB>(&mut self, mut request: Request<ReqB>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+    {
+        let config = &*self.config;
+        let under_logical = request.extensions().get::<Logical>().is_some();
         let (span, started, owned) = open(config, &request);
 
         if !span.is_disabled() && !config.request_headers.is_empty() {
@@ -84,27 +104,8 @@ where
                 request.headers(),
             );
         }
-        if config.trace_context || config.mode == Mode::Logical {
-            let joined = propagate::join(
-                &span,
-                logical.as_ref(),
-                request.headers_mut(),
-                config.trace_context,
-            );
-            if !joined.from_otel && !span.is_disabled() {
-                span.record("trace_id", display(joined.parent.trace_id()));
-            }
-            if config.mode == Mode::Logical {
-                request.extensions_mut().insert(Logical {
-                    parent: joined.parent,
-                });
-            }
-        }
-        if let Some(name) = &config.request_id {
-            propagate::ensure_request_id(request.headers_mut(), name);
-        }
+        propagate(config, &span, &mut request);
 
-        let under_logical = logical.is_some();
         let events = config
             .success_level(under_logical)
             .into_iter()
@@ -116,15 +117,41 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        let recording = Recording {
-            config: active.then(|| Arc::clone(&self.config)),
+        let recording = active.then(|| Recording {
+            config: Some(Arc::clone(&self.config)),
             span,
             start,
             started,
             request: owned,
             under_logical,
-        };
+        });
         ResponseFuture::new(future, recording)
+    }
+}
+
+/// Joins (or starts) the trace, injects it, records its id in `span`, hands it to the attempts
+/// below a logical layer, and sets the request id.
+#[inline]
+fn propagate<B>(config: &Config, span: &Span, request: &mut Request<B>) {
+    if config.trace_context || config.mode == Mode::Logical {
+        let logical = request.extensions().get::<Logical>().copied();
+        let joined = propagate::join(
+            span,
+            logical.as_ref(),
+            request.headers_mut(),
+            config.trace_context,
+        );
+        if !joined.from_otel && !span.is_disabled() {
+            span.record("trace_id", display(joined.parent.trace_id()));
+        }
+        if config.mode == Mode::Logical {
+            request.extensions_mut().insert(Logical {
+                parent: joined.parent,
+            });
+        }
+    }
+    if let Some(name) = &config.request_id {
+        propagate::ensure_request_id(request.headers_mut(), name);
     }
 }
 

@@ -87,6 +87,7 @@ pub(crate) fn make(level: Level, f: &Fields<'_>) -> Span {
 }
 
 /// Whether any span or event at `level` could be enabled now (a cheap global check).
+#[inline]
 pub(crate) fn level_enabled(level: Level) -> bool {
     level <= tracing::level_filters::STATIC_MAX_LEVEL
         && level <= tracing::level_filters::LevelFilter::current()

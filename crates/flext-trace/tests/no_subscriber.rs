@@ -58,3 +58,41 @@ fn with_nothing_to_record_the_layer_still_propagates_and_passes_results_through(
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     assert_eq!(err.to_string(), "peer gone");
 }
+
+#[test]
+fn attempts_under_a_logical_layer_share_its_trace_without_a_subscriber() {
+    use std::sync::{Arc, Mutex};
+
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let attempt = TraceLayer::attempt().layer(answering(200));
+    // Two attempts of one call, as a retry layer makes them: headers and extensions copied.
+    let twice = {
+        let sent = Arc::clone(&sent);
+        service_fn(move |request: Request<()>| {
+            let (attempt, sent) = (attempt.clone(), Arc::clone(&sent));
+            async move {
+                let mut last = None;
+                for _ in 0..2 {
+                    let mut copy = Request::new(());
+                    *copy.headers_mut() = request.headers().clone();
+                    *copy.extensions_mut() = request.extensions().clone();
+                    let response = attempt.clone().oneshot(copy).await?;
+                    let value = response.headers()["traceparent"].to_str().unwrap();
+                    sent.lock().unwrap().push(value.to_owned());
+                    last = Some(response);
+                }
+                Ok::<_, std::convert::Infallible>(last.unwrap())
+            }
+        })
+    };
+    let svc = TraceLayer::logical().layer(twice);
+    ready(poll_once(
+        svc.oneshot(Request::get("http://a.test/").body(()).unwrap()),
+    ))
+    .unwrap();
+
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(check_traceparent(&sent[0]), check_traceparent(&sent[1]));
+    assert_ne!(sent[0], sent[1], "each attempt sends its own parent id");
+}
