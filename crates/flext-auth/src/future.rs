@@ -7,10 +7,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use flext_core::{Attempt, BoxError, Deadline, ReplayBody, Replayable};
+use flext_core::{Attempt, BoxError, Deadline, ReplayBody, Replayable, RequestHead};
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -158,55 +158,17 @@ pub(crate) struct Tried<S, B> {
 /// What a replay needs: a service, the head without the credential, the body.
 pub(crate) struct Replay<S, B> {
     svc: S,
-    head: Head,
+    head: RequestHead,
     replayable: Replayable<B>,
 }
 
 impl<S, B> Replay<S, B> {
-    pub(crate) fn new(svc: S, head: Head, replayable: Replayable<B>) -> Replay<S, B> {
+    pub(crate) fn new(svc: S, head: RequestHead, replayable: Replayable<B>) -> Replay<S, B> {
         Replay {
             svc,
             head,
             replayable,
         }
-    }
-}
-
-/// A copy of a request head, for a replay. Its fields rather than `http`'s `Parts`, which
-/// can only be had from a `Request` (a default `Uri` made and dropped for every copy).
-pub(crate) struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    /// `None` for a request without headers: nothing to copy, nor to drop.
-    headers: Option<HeaderMap>,
-    extensions: Extensions,
-}
-
-impl Head {
-    /// A header map with no entries is not cloned (its clone would allocate a table for
-    /// nothing).
-    #[inline]
-    pub(crate) fn copy(parts: &Parts) -> Head {
-        Head {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: (!parts.headers.is_empty()).then(|| parts.headers.clone()),
-            extensions: parts.extensions.clone(),
-        }
-    }
-
-    fn into_request<B>(self, body: B) -> Request<B> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
-        *req.version_mut() = self.version;
-        if let Some(headers) = self.headers {
-            *req.headers_mut() = headers;
-        }
-        *req.extensions_mut() = self.extensions;
-        req
     }
 }
 
@@ -378,7 +340,7 @@ where
                         replayable,
                         cache,
                     } = *pending;
-                    let head = replayable.as_ref().map(|_| Head::copy(&parts));
+                    let head = replayable.as_ref().map(|_| RequestHead::from_parts(&parts));
                     let mut req = Request::from_parts(parts, first);
                     req.headers_mut().insert(cache.header_name(), value);
                     let fut = svc.call(req);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use flext_core::{BoxError, Origin, ReplayBody, ReplayLimits, Replayable};
+use flext_core::{BoxError, Origin, ReplayBody, ReplayLimits, Replayable, RequestHead};
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::cache::{CachedProvider, LocalView};
 use crate::credential::{Credential, CredentialKind};
 use crate::error::{Error, Kind};
-use crate::future::{Head, Pending, Replay, ResponseFuture, StaticResponseFuture, Tried};
+use crate::future::{Pending, Replay, ResponseFuture, StaticResponseFuture, Tried};
 use crate::layer::{AuthLayerBuilder, Config, CredentialSource, Source};
 use crate::scope::Entry;
 
@@ -317,7 +317,7 @@ where
     let (mut parts, body) = req.into_parts();
     let (replayable, first) = Replayable::new(body, &config.limits);
     // The head is kept without the credential: a replay gets a new one.
-    let head = Head::copy(&parts);
+    let head = RequestHead::from_parts(&parts);
     insert(&mut parts.headers, cache.header_name(), value);
     let fut = inner.call(Request::from_parts(parts, first));
     let replay = Replay::new(inner.clone(), head, replayable);

@@ -1,5 +1,6 @@
 //! Request extensions every layer reads: [`Attempt`] and [`Deadline`].
 
+use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -116,6 +117,111 @@ impl Deadline {
     /// The deadline a request carries, if any.
     pub fn of<B>(req: &http::Request<B>) -> Option<Deadline> {
         req.extensions().get::<Deadline>().copied()
+    }
+}
+
+/// A copy of a request's head (method, URI, version, headers, extensions), kept by the layers
+/// that may send a request again (a retry, a 401 replay) once the request itself has gone to
+/// the inner service.
+///
+/// Its fields rather than `http`'s `Parts`, which can only be had from a `Request` (a default
+/// `Uri` made and dropped for every copy); a request without headers keeps `None`, so that an
+/// empty map is neither cloned nor dropped.
+///
+/// ```
+/// use flext_core::{Attempt, RequestHead};
+///
+/// let req = http::Request::put("https://api.example.com/items/7")
+///     .header("content-type", "application/json")
+///     .body("first")
+///     .unwrap();
+/// let head = RequestHead::of(&req);
+/// let mut again = head.to_request("second");
+/// again.extensions_mut().insert(Attempt::new(1));
+/// assert_eq!(again.method(), "PUT");
+/// assert_eq!(again.uri(), "https://api.example.com/items/7");
+/// assert_eq!(again.headers()["content-type"], "application/json");
+/// assert_eq!(*again.body(), "second");
+/// ```
+pub struct RequestHead {
+    /// The method.
+    pub method: http::Method,
+    /// The URI.
+    pub uri: http::Uri,
+    /// The HTTP version.
+    pub version: http::Version,
+    /// The headers; `None` for a request that had none.
+    pub headers: Option<http::HeaderMap>,
+    /// The extensions.
+    pub extensions: http::Extensions,
+}
+
+impl RequestHead {
+    /// A copy of `req`'s head.
+    #[inline]
+    pub fn of<B>(req: &http::Request<B>) -> RequestHead {
+        RequestHead {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: (!req.headers().is_empty()).then(|| req.headers().clone()),
+            extensions: req.extensions().clone(),
+        }
+    }
+
+    /// A copy of the head in `parts`.
+    #[inline]
+    pub fn from_parts(parts: &http::request::Parts) -> RequestHead {
+        RequestHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: (!parts.headers.is_empty()).then(|| parts.headers.clone()),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    /// A request with this head and `body`, the head kept for another.
+    pub fn to_request<B>(&self, body: B) -> http::Request<B> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        if let Some(headers) = &self.headers {
+            *req.headers_mut() = headers.clone();
+        }
+        *req.extensions_mut() = self.extensions.clone();
+        req
+    }
+
+    /// A request with this head and `body`.
+    pub fn into_request<B>(self, body: B) -> http::Request<B> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        if let Some(headers) = self.headers {
+            *req.headers_mut() = headers;
+        }
+        *req.extensions_mut() = self.extensions;
+        req
+    }
+}
+
+/// The method, version and header names only: a URI's query or a caller's header may hold a
+/// secret.
+impl fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self
+            .headers
+            .iter()
+            .flat_map(|h| h.keys().map(http::HeaderName::as_str))
+            .collect();
+        f.debug_struct("RequestHead")
+            .field("method", &self.method)
+            .field("version", &self.version)
+            .field("headers", &names)
+            .finish_non_exhaustive()
     }
 }
 

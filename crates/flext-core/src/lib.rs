@@ -48,6 +48,6 @@ pub use body::{
 };
 pub use classify::{Classify, Failure, FailureKind, HttpClassifier, Outcome, classify_error_chain};
 pub use error::{BoxError, Rejected, Sent, TransportError, TransportErrorKind};
-pub use extensions::{Attempt, Deadline};
+pub use extensions::{Attempt, Deadline, RequestHead};
 pub use origin::{Origin, OriginError, OriginRef, Scheme};
 pub use retry_after::{parse_retry_after, retry_after};

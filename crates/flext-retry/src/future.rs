@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Buf;
 use flext_core::{Attempt, BoxError, Classify, Deadline, Failure, NotReplayable, Outcome};
-use flext_core::{ReplayBody, Replayable};
-use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
+use flext_core::{ReplayBody, Replayable, RequestHead};
+use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -62,36 +62,13 @@ pin_project! {
     }
 }
 
-/// A copy of a request's head.
-pub(crate) struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    /// `None` when empty: a `HeaderMap::new()` still costs its drop.
-    headers: Option<HeaderMap>,
-    extensions: Extensions,
-}
-
-impl Head {
-    #[inline]
-    pub(crate) fn of<B>(req: &Request<B>) -> Head {
-        Head {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: (!req.headers().is_empty()).then(|| req.headers().clone()),
-            extensions: req.extensions().clone(),
-        }
-    }
-}
-
 /// What the future needs besides the attempt in progress. Flat, and built in one go by
 /// `Retry::call`: each nested value would be one more copy of the head.
 pub(crate) struct Ctx<B, C> {
     pub(crate) shared: Arc<Shared<C>>,
     /// The original request's head; `None` when retries are off for this request, and once
     /// it has finished.
-    pub(crate) head: Option<Head>,
+    pub(crate) head: Option<RequestHead>,
     /// The body to send again; `None` as `head` is, or when the layer's replay memory had no
     /// room for it.
     pub(crate) replay: Option<Replayable<B>>,
@@ -393,17 +370,9 @@ impl<B, C: Classify> Ctx<B, C> {
             .get::<Attempt>()
             .copied()
             .unwrap_or_default();
-        let mut extensions = head.extensions.clone();
         let number = base.number().saturating_add(self.progress.retries);
-        extensions.insert(Attempt::new(number));
-        let mut req = Request::new(body);
-        *req.method_mut() = head.method.clone();
-        *req.uri_mut() = head.uri.clone();
-        *req.version_mut() = head.version;
-        if let Some(headers) = &head.headers {
-            *req.headers_mut() = headers.clone();
-        }
-        *req.extensions_mut() = extensions;
+        let mut req = head.to_request(body);
+        req.extensions_mut().insert(Attempt::new(number));
         req
     }
 

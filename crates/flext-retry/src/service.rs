@@ -5,14 +5,14 @@ use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use flext_core::{BoxError, HttpClassifier, ReplayBody, Replayable};
+use flext_core::{BoxError, HttpClassifier, ReplayBody, Replayable, RequestHead};
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use crate::config::Shared;
 use crate::error::RetryError;
-use crate::future::{Ctx, Head, ResponseFuture, State, reserve};
+use crate::future::{Ctx, ResponseFuture, State, reserve};
 use crate::info::RetryInfo;
 use crate::layer::{RetryLayer, metrics};
 use crate::metrics::RetryMetrics;
@@ -122,7 +122,7 @@ where
         }
         // The future is built in one go from parts made beforehand: the saved head is 224
         // bytes, and each further move of it (into a nested struct, say) is one more copy.
-        let head = Head::of(&req);
+        let head = RequestHead::of(&req);
         let (parts, body) = req.into_parts();
         let (replay, first) = Replayable::new(body, &shared.config.replay);
         let future = service.call(Request::from_parts(parts, first));
