@@ -130,14 +130,14 @@ where
         let now = tokio::time::Instant::now();
         let (deadline, on_elapsed) = match self.mode {
             Mode::Total(timeout) => {
-                let own = deadline_after(now, timeout);
+                let own = Deadline::after_from(now, timeout);
                 let deadline = existing.map_or(own, |d| d.min(own));
                 req.extensions_mut().insert(deadline);
                 let after = deadline.instant().saturating_duration_since(now);
                 (deadline, OnElapsed::Total(after))
             }
             Mode::Attempt(timeout) => {
-                let own = deadline_after(now, timeout);
+                let own = Deadline::after_from(now, timeout);
                 (existing.map_or(own, |d| d.min(own)), OnElapsed::Attempt)
             }
         };
@@ -147,17 +147,6 @@ where
             on_elapsed,
         }
     }
-}
-
-/// `timeout` after `now`, capped at about thirty years (as [`Deadline::after`] caps it) so
-/// that no configured duration can overflow the clock.
-fn deadline_after(now: tokio::time::Instant, timeout: Duration) -> Deadline {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-    Deadline::at(
-        now.checked_add(timeout)
-            .or_else(|| now.checked_add(FAR))
-            .unwrap_or(now),
-    )
 }
 
 pin_project! {

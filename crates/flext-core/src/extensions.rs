@@ -85,7 +85,12 @@ impl Deadline {
     /// A deadline `timeout` from now. A timeout too large to represent is capped at about
     /// thirty years.
     pub fn after(timeout: Duration) -> Deadline {
-        let now = Instant::now();
+        Deadline::after_from(Instant::now(), timeout)
+    }
+
+    /// A deadline `timeout` after `now`, capped as [`Deadline::after`] caps it: for a caller
+    /// that has read the clock already.
+    pub fn after_from(now: Instant, timeout: Duration) -> Deadline {
         let far = Duration::from_secs(30 * 365 * 24 * 3600);
         Deadline(
             now.checked_add(timeout)
