@@ -14,7 +14,6 @@ use flext_core::{BoxError, Origin};
 use flext_pool::{Connector, Pool, TlsConfig};
 use http::header::{HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Method, Request};
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::body::Body;
@@ -25,7 +24,7 @@ use crate::error::{Error, Redacted};
 use crate::request::RequestBuilder;
 use crate::response::{DecodedBody, Response, ResponseBody};
 use crate::stack::{AttemptBody, AttemptService, Stack};
-use crate::url::{self, BaseUrl};
+use crate::url::{self, BaseUrl, IntoUrl};
 
 /// The default `User-Agent`: `flext/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("flext/", env!("CARGO_PKG_VERSION"));
@@ -52,7 +51,7 @@ pub struct Client {
 }
 
 struct Inner {
-    service: BoxCloneSyncService<Request<Body>, http::Response<DecodedBody>, BoxError>,
+    service: Box<dyn CallCloned>,
     stack: Stack,
     pool: Pool<Connector, AttemptBody>,
     base: Option<BaseUrl>,
@@ -81,39 +80,40 @@ impl Client {
         ClientBuilder::new()
     }
 
-    /// A `GET` request to `url` (absolute, or a path joined to the base URL).
-    pub fn get(&self, url: &str) -> RequestBuilder {
+    /// A `GET` request to `url`: absolute, or a path joined to the base URL; text, or an
+    /// [`http::Uri`] parsed once and reused (see [`IntoUrl`]).
+    pub fn get(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::GET, url)
     }
 
     /// A `POST` request.
-    pub fn post(&self, url: &str) -> RequestBuilder {
+    pub fn post(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::POST, url)
     }
 
     /// A `PUT` request.
-    pub fn put(&self, url: &str) -> RequestBuilder {
+    pub fn put(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::PUT, url)
     }
 
     /// A `PATCH` request.
-    pub fn patch(&self, url: &str) -> RequestBuilder {
+    pub fn patch(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::PATCH, url)
     }
 
     /// A `DELETE` request.
-    pub fn delete(&self, url: &str) -> RequestBuilder {
+    pub fn delete(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::DELETE, url)
     }
 
     /// A `HEAD` request.
-    pub fn head(&self, url: &str) -> RequestBuilder {
+    pub fn head(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::HEAD, url)
     }
 
     /// A request with any method.
-    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let uri = url::join(self.inner.base.as_ref(), url);
+    pub fn request(&self, method: Method, url: impl IntoUrl) -> RequestBuilder {
+        let uri = url::resolve(self.inner.base.as_ref(), &url);
         RequestBuilder::new(self.clone(), method, uri)
     }
 
@@ -140,8 +140,7 @@ impl Client {
         let response = self
             .inner
             .service
-            .clone()
-            .oneshot(request)
+            .call_cloned(request)
             .await
             .map_err(|e| Error::send(e).with_url(url.clone()))?;
         Ok(Response::new(response, url, self.inner.max_response_body))
@@ -525,9 +524,38 @@ impl ClientBuilder {
 
 /// The client's top: response decompression when a feature asks for it, one body type, and
 /// the only type erasure of the stack.
-fn decoded<S>(
-    service: S,
-) -> BoxCloneSyncService<Request<Body>, http::Response<DecodedBody>, BoxError>
+/// The stack behind a [`Client`], type-erased so that one call costs one allocation: the
+/// boxed future holds the per-call clone of the stack (a `BoxCloneSyncService` would box the
+/// clone and the future separately).
+trait CallCloned: Send + Sync {
+    /// Clones the stack and sends `req` through the clone.
+    fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture;
+}
+
+/// The future of one [`CallCloned::call_cloned`].
+type ExecuteFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<DecodedBody>, BoxError>> + Send>>;
+
+/// A stack whose responses are made [`DecodedBody`]s, behind [`CallCloned`].
+struct Decoded<S>(S);
+
+impl<S, ResB> CallCloned for Decoded<S>
+where
+    S: Service<Request<Body>, Response = http::Response<ResB>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    ResB: Into<DecodedBody>,
+{
+    fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture {
+        let call = self.0.clone().oneshot(req);
+        Box::pin(async move { Ok(call.await?.map(Into::into)) })
+    }
+}
+
+fn decoded<S>(service: S) -> Box<dyn CallCloned>
 where
     S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>
         + Clone
@@ -538,14 +566,7 @@ where
 {
     #[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
     let service = tower_http::decompression::DecompressionLayer::new().layer(service);
-    BoxCloneSyncService::new(service.map_response(|res| {
-        res.map(|body| {
-            http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
-                body,
-                Into::into,
-            ))
-        })
-    }))
+    Box::new(Decoded(service))
 }
 
 fn build_pool(

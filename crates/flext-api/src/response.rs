@@ -15,9 +15,55 @@ use crate::error::Error;
 /// which gives its connection back when read to the end (or closes it when dropped early).
 pub type ResponseBody = flext_pool::Body;
 
-/// The body of a [`Response`]: the pool's body, decoded when a decompression feature (`gzip`,
-/// `brotli`, `zstd`) is on and the server compressed it.
-pub type DecodedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, flext_core::BoxError>;
+#[cfg(not(any(feature = "gzip", feature = "brotli", feature = "zstd")))]
+type DecodedInner = ResponseBody;
+#[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
+type DecodedInner = tower_http::decompression::DecompressionBody<ResponseBody>;
+
+pin_project_lite::pin_project! {
+    /// The body of a [`Response`]: the pool's body, decoded when a decompression feature
+    /// (`gzip`, `brotli`, `zstd`) is on and the server compressed it. Not boxed: reading it
+    /// costs no allocation and no dynamic call.
+    pub struct DecodedBody {
+        #[pin]
+        inner: DecodedInner,
+    }
+}
+
+impl From<DecodedInner> for DecodedBody {
+    fn from(inner: DecodedInner) -> DecodedBody {
+        DecodedBody { inner }
+    }
+}
+
+impl fmt::Debug for DecodedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodedBody").finish_non_exhaustive()
+    }
+}
+
+impl http_body::Body for DecodedBody {
+    type Data = Bytes;
+    type Error = flext_core::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.project()
+            .inner
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A response. Read its body once, with [`bytes`](Self::bytes), [`text`](Self::text),
 /// [`json`](Self::json), [`chunk`](Self::chunk) or [`into_body`](Self::into_body).

@@ -214,7 +214,13 @@ where
         };
         // Auth (or a pass-through that keeps the body type the same).
         let authed = match &self.auth {
-            Some(auth) => Either::Left(auth.layer(attempt).map_err(Into::<BoxError>::into)),
+            // Boxed: the 401 replay's state would otherwise grow every request's future,
+            // credentials or not, and each outer layer moves that future.
+            Some(auth) => Either::Left(
+                auth.layer(attempt)
+                    .map_err(Into::<BoxError>::into)
+                    .map_future(Box::pin),
+            ),
             None => Either::Right(
                 attempt.map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once)),
             ),

@@ -109,6 +109,94 @@ pub(crate) fn join(base: Option<&BaseUrl>, reference: &str) -> Result<Uri, Error
     Uri::from_parts(parts).map_err(|e| Error::request(format!("{shown}: {e}")))
 }
 
+/// A URL that [`Client::get`](crate::Client::get) and the other request methods accept:
+/// text (`&str`, `String`), parsed on each call and joined to the client's base URL when it is
+/// relative, or an [`http::Uri`] (`Uri`, `&Uri`) parsed once by the caller, which a hot loop
+/// sending to one endpoint can reuse. Either way an absolute URL must be `http` or `https`
+/// with a host.
+///
+/// ```no_run
+/// # async fn run(client: flext_api::Client) -> Result<(), flext_api::Error> {
+/// let health: http::Uri = "http://127.0.0.1:8080/health".parse().expect("a valid url");
+/// for _ in 0..3 {
+///     client.get(&health).send().await?;
+/// }
+/// client.get("http://127.0.0.1:8080/ready").send().await?;
+/// # Ok(()) }
+/// ```
+pub trait IntoUrl: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use http::Uri;
+
+    /// A URL as the caller gave it.
+    #[derive(Debug)]
+    pub enum Url<'a> {
+        Text(&'a str),
+        Parsed(Uri),
+    }
+
+    /// Keeps [`IntoUrl`](super::IntoUrl) to the types listed there.
+    pub trait Sealed {
+        /// The URL as given.
+        fn url(&self) -> Url<'_>;
+    }
+}
+
+impl IntoUrl for &str {}
+impl sealed::Sealed for &str {
+    fn url(&self) -> sealed::Url<'_> {
+        sealed::Url::Text(self)
+    }
+}
+
+impl IntoUrl for String {}
+impl sealed::Sealed for String {
+    fn url(&self) -> sealed::Url<'_> {
+        sealed::Url::Text(self)
+    }
+}
+
+impl IntoUrl for &String {}
+impl sealed::Sealed for &String {
+    fn url(&self) -> sealed::Url<'_> {
+        sealed::Url::Text(self)
+    }
+}
+
+impl IntoUrl for Uri {}
+impl sealed::Sealed for Uri {
+    fn url(&self) -> sealed::Url<'_> {
+        sealed::Url::Parsed(self.clone())
+    }
+}
+
+impl IntoUrl for &Uri {}
+impl sealed::Sealed for &Uri {
+    fn url(&self) -> sealed::Url<'_> {
+        sealed::Url::Parsed((*self).clone())
+    }
+}
+
+/// `url` as a request's URI: text as [`join`] makes it; a parsed absolute URI checked as
+/// text is; a parsed relative one joined to `base` as its text would be.
+pub(crate) fn resolve(base: Option<&BaseUrl>, url: &impl IntoUrl) -> Result<Uri, Error> {
+    match url.url() {
+        sealed::Url::Text(text) => join(base, text),
+        sealed::Url::Parsed(uri) if uri.scheme().is_some() => {
+            if matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some_and(|h| !h.is_empty())
+            {
+                Ok(uri)
+            } else {
+                check_absolute(uri.clone(), &uri.to_string())
+            }
+        }
+        // Relative: joined as its text would be.
+        sealed::Url::Parsed(uri) => join(base, &uri.to_string()),
+    }
+}
+
 fn check_absolute(uri: Uri, text: &str) -> Result<Uri, Error> {
     let shown = Shown(text);
     match uri.scheme_str() {
@@ -168,6 +256,32 @@ mod tests {
                 .unwrap_err()
                 .is_request()
         );
+    }
+
+    #[test]
+    fn a_parsed_uri_is_taken_as_text_would_be() {
+        let base = BaseUrl::parse("https://api.example.com/v1/").unwrap();
+        let absolute: Uri = "http://other.example:8080/x?y=1".parse().unwrap();
+        assert_eq!(resolve(Some(&base), &absolute).unwrap(), absolute);
+        assert_eq!(resolve(None, &absolute.clone()).unwrap(), absolute);
+        let relative: Uri = "/items?page=2".parse().unwrap();
+        assert_eq!(
+            resolve(Some(&base), &relative).unwrap().to_string(),
+            "https://api.example.com/items?page=2"
+        );
+        for text in ["/items?page=2", "items", "https://h.example/a"] {
+            let uri: Uri = text.parse().unwrap();
+            assert_eq!(
+                resolve(Some(&base), &uri).unwrap(),
+                resolve(Some(&base), &text).unwrap(),
+                "{text}"
+            );
+        }
+        assert!(resolve(None, &relative).unwrap_err().is_request());
+        let ftp: Uri = "ftp://files.example/a".parse().unwrap();
+        let err = resolve(Some(&base), &ftp).unwrap_err();
+        assert!(err.is_request());
+        assert!(err.to_string().contains("only http and https"), "{err}");
     }
 
     #[test]

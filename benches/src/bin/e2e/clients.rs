@@ -231,9 +231,10 @@ fn reqwest_builder(t: &Target<'_>) -> Result<reqwest::ClientBuilder, BoxError> {
 
 async fn reqwest_plain(t: &Target<'_>) -> Result<Measurement, BoxError> {
     let client = reqwest_builder(t)?.build()?;
-    let url = t.url.clone();
+    // Parsed once, as hyper-util's client needs it to be: no client pays for URL parsing.
+    let url = reqwest::Url::parse(&t.url)?;
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
-        let request = client.get(&url);
+        let request = client.get(url.clone());
         async move {
             let response = request.send().await?;
             let version = response.version();
@@ -248,9 +249,9 @@ async fn reqwest_retry(t: &Target<'_>) -> Result<Measurement, BoxError> {
     let client = reqwest_middleware::ClientBuilder::new(reqwest_builder(t)?.build()?)
         .with(RetryTransientMiddleware::new_with_policy(policy))
         .build();
-    let url = t.url.clone();
+    let url = reqwest::Url::parse(&t.url)?;
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
-        let request = client.get(&url);
+        let request = client.get(url.clone());
         async move {
             let response = request.send().await?;
             let version = response.version();
@@ -326,7 +327,7 @@ async fn flext_client(t: &Target<'_>, without: Option<Part>) -> Result<Measureme
         builder = builder.add_root_certificate_pem(identity.ca_pem.as_bytes());
     }
     let client = builder.build()?;
-    let url = t.url.clone();
+    let url: Uri = t.url.parse()?;
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
         let request = client.get(&url);
         async move {
