@@ -672,7 +672,7 @@ async fn secrets_in_urls_are_redacted_everywhere() {
     printed.error("connect error", &err);
     // An invalid URL holding the same secrets.
     let err = client
-        .get(&format!(
+        .get(format!(
             "ftp://{BASIC_USER}:{USERINFO_PASSWORD}@host/x?sig={SIG}"
         ))
         .send()

@@ -50,7 +50,7 @@ async fn goaway_under_load_fails_no_idempotent_request() {
         tasks.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             for i in 0..20 {
-                match client.get(&format!("load/{t}/{i}")).send().await {
+                match client.get(format!("load/{t}/{i}")).send().await {
                     Ok(res) if res.status() == 200 => {}
                     Ok(res) => failures.push(format!("status {}", res.status())),
                     Err(e) => failures.push(format!("{e:?}")),
@@ -99,7 +99,7 @@ async fn server_closing_http1_connections_fails_no_request() {
         tasks.push(tokio::spawn(async move {
             let mut ok = 0;
             for i in 0..25 {
-                if let Ok(res) = client.get(&format!("h1/{t}/{i}")).send().await
+                if let Ok(res) = client.get(format!("h1/{t}/{i}")).send().await
                     && res.status() == 200
                     && res.bytes().await.is_ok()
                 {

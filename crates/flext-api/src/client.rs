@@ -112,6 +112,9 @@ impl Client {
     }
 
     /// A request with any method.
+    // By value, as the other request methods take it: `Uri`, `&Uri`, `&str` and `String`
+    // all read the same at the call site.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn request(&self, method: Method, url: impl IntoUrl) -> RequestBuilder {
         let uri = url::resolve(self.inner.base.as_ref(), &url);
         RequestBuilder::new(self.clone(), method, uri)

@@ -255,7 +255,8 @@ pub struct PoolSettings {
     /// Connections are retired after this (jittered). Default: 5 min.
     #[serde(with = "serde_human::option")]
     pub max_lifetime: Option<Duration>,
-    /// HTTP/2 connections per origin when streams run out. Default: 4.
+    /// HTTP/2 connections per origin when streams run out (never past
+    /// `max_connections_per_origin`). Default: 100.
     pub http2_max_connections_per_origin: usize,
     /// Requests waiting for a connection per origin. Default: 1,024.
     pub max_waiters_per_origin: usize,
@@ -271,7 +272,7 @@ impl Default for PoolSettings {
             max_idle_per_origin: 20,
             idle_timeout: Some(Duration::from_secs(30)),
             max_lifetime: Some(Duration::from_secs(300)),
-            http2_max_connections_per_origin: 4,
+            http2_max_connections_per_origin: 100,
             max_waiters_per_origin: 1024,
             acquire_timeout: Duration::from_secs(30),
         }

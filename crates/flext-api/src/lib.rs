@@ -85,8 +85,8 @@ pub use error::Error;
 pub use health::{Health, OriginHealth, RequestCounts, RetryHealth};
 pub use request::RequestBuilder;
 pub use response::{DecodedBody, Response, ResponseBody};
-pub use url::IntoUrl;
 pub use stack::{AttemptBody, AttemptService, Stack, StackService, stack};
+pub use url::IntoUrl;
 
 // The layer crates, for settings that go beyond the facade.
 pub use flext_auth as auth;

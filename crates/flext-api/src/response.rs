@@ -46,6 +46,8 @@ impl http_body::Body for DecodedBody {
     type Data = Bytes;
     type Error = flext_core::BoxError;
 
+    // With a decompression feature on, the inner error is a `BoxError` already.
+    #[allow(clippy::useless_conversion)]
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

@@ -202,17 +202,13 @@ async fn tls_with_a_custom_ca_negotiates_http2() {
         .add_root_certificate_pem(&pem)
         .build()
         .unwrap();
-    let res = client.get(&server.url("/tls")).send().await.unwrap();
+    let res = client.get(server.url("/tls")).send().await.unwrap();
     assert_eq!(res.version(), Version::HTTP_2);
     assert_eq!(res.text().await.unwrap(), "ok");
 
     // Without the CA: a TLS error, which is also a connect error.
     let untrusting = Client::builder().no_retry().build().unwrap();
-    let err = untrusting
-        .get(&server.url("/tls"))
-        .send()
-        .await
-        .unwrap_err();
+    let err = untrusting.get(server.url("/tls")).send().await.unwrap_err();
     assert!(err.is_tls() && err.is_connect(), "{err:?}");
 }
 
@@ -471,7 +467,7 @@ async fn credentials_go_to_the_base_origin_only_and_redirects_strip_them() {
     assert!(echo.to_string().contains("Bearer s3cr3t-token"));
 
     let echo: serde_json::Value = client
-        .get(&other.url("/elsewhere"))
+        .get(other.url("/elsewhere"))
         .header(SCRIPT_HEADER, "echo")
         .send()
         .await

@@ -81,7 +81,7 @@ fn debug_of_builders_clients_and_requests_shows_no_secret() {
         "{text}"
     );
 
-    let request = client.get(&format!("items?token=q-{MARK}"));
+    let request = client.get(format!("items?token=q-{MARK}"));
     assert_eq!(
         format!("{request:?}"),
         r#"RequestBuilder { method: GET, path: "/v1/items", .. }"#
@@ -194,7 +194,7 @@ async fn provider_tokens_go_to_the_base_and_the_extra_auth_origins_only() {
         (&other, None),
     ] {
         let res = client
-            .get(&server.url("/who"))
+            .get(server.url("/who"))
             .header(SCRIPT_HEADER, "echo")
             .send()
             .await
@@ -254,7 +254,7 @@ async fn credentials_over_plain_http_to_a_remote_host_need_the_opt_in() {
         .build()
         .unwrap();
     let err = refusing
-        .get(&format!("{remote}refused"))
+        .get(format!("{remote}refused"))
         .send()
         .await
         .unwrap_err();
@@ -273,7 +273,7 @@ async fn credentials_over_plain_http_to_a_remote_host_need_the_opt_in() {
         .build()
         .unwrap();
     let res = allowing
-        .get(&format!("{remote}allowed"))
+        .get(format!("{remote}allowed"))
         .header(SCRIPT_HEADER, "echo")
         .send()
         .await
@@ -293,12 +293,12 @@ async fn protocol_choices_are_honoured() {
         .http1_only()
         .build()
         .unwrap();
-    let res = h1.get(&tls.url("/h1")).send().await.unwrap();
+    let res = h1.get(tls.url("/h1")).send().await.unwrap();
     assert_eq!(res.version(), Version::HTTP_11);
 
     let plain = TestServer::start().await.unwrap();
     let h2c = Client::builder().http2_prior_knowledge().build().unwrap();
-    let res = h2c.get(&plain.url("/h2c")).send().await.unwrap();
+    let res = h2c.get(plain.url("/h2c")).send().await.unwrap();
     assert_eq!(res.version(), Version::HTTP_2);
     assert_eq!(res.text().await.unwrap(), "ok");
     let health = h2c.health();
@@ -317,12 +317,12 @@ async fn protocol_choices_are_honoured() {
         .danger_accept_invalid_certs(true)
         .build()
         .unwrap();
-    let res = trusting.get(&tls.url("/any")).send().await.unwrap();
+    let res = trusting.get(tls.url("/any")).send().await.unwrap();
     assert_eq!(res.version(), Version::HTTP_2);
 
     // Without it, the handshake fails before ALPN: the origin's protocol is unknown.
     let strict = Client::builder().no_retry().build().unwrap();
-    let err = strict.get(&tls.url("/strict")).send().await.unwrap_err();
+    let err = strict.get(tls.url("/strict")).send().await.unwrap_err();
     assert!(err.is_tls(), "{err:?}");
     assert_eq!(err.kind_label(), "tls");
     let o = strict.health().origins.pop().unwrap();
@@ -351,7 +351,7 @@ async fn ca_certificate_files_are_read_at_build() {
         .build()
     };
     let client = with(&good).unwrap();
-    let res = client.get(&tls.url("/file-ca")).send().await.unwrap();
+    let res = client.get(tls.url("/file-ca")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 
     let err = with(&bad).unwrap_err();

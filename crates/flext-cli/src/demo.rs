@@ -403,7 +403,7 @@ async fn worker(run: Arc<PhaseRun>) -> Recorder {
         }
         tokio::time::sleep_until(run.due(i)).await;
         let begun = Instant::now();
-        let mut request = run.client.get(&format!("demo/{}", run.phase.name()));
+        let mut request = run.client.get(format!("demo/{}", run.phase.name()));
         if run.faulty(i) {
             request = request
                 .header(ID_HEADER, &format!("demo-{}-{i}", run.seed))

@@ -59,7 +59,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             http1_only: false,
             http2_prior_knowledge: false,
-            http2_max_connections: 4,
+            http2_max_connections: 100,
             http2_max_streams_per_connection: None,
             http2_keep_alive_interval: Some(Duration::from_secs(30)),
             http2_keep_alive_timeout: Duration::from_secs(20),
@@ -130,7 +130,7 @@ impl Config {
         self.http2_prior_knowledge
     }
 
-    /// Most HTTP/2 connections per origin. Default 4.
+    /// Most HTTP/2 connections per origin (at most `max_connections_per_origin`). Default 100.
     pub fn http2_max_connections_per_origin(&self) -> usize {
         self.http2_max_connections
     }
@@ -222,7 +222,11 @@ impl ConfigBuilder {
     }
 
     /// Most HTTP/2 connections per origin. A new one is opened only when every open one has
-    /// as many active streams as its peer allows. Default 4; at least 1.
+    /// as many active streams as its peer allows, and never past
+    /// [`max_connections_per_origin`](Self::max_connections_per_origin). Default 100, the
+    /// same bound as HTTP/1.1's: a server that allows few streams per connection still gets
+    /// as many requests at once as it would over HTTP/1.1 (Go and Envoy open more
+    /// connections the same way). At least 1.
     pub fn http2_max_connections_per_origin(mut self, max: usize) -> Self {
         self.config.http2_max_connections = max;
         self
@@ -365,7 +369,7 @@ mod tests {
         assert_eq!(c.max_waiters_per_origin(), 1024);
         assert_eq!(c.acquire_timeout(), Duration::from_secs(30));
         assert_eq!(c.connect_timeout(), Duration::from_secs(10));
-        assert_eq!(c.http2_max_connections_per_origin(), 4);
+        assert_eq!(c.http2_max_connections_per_origin(), 100);
         assert!(Config::builder().build().is_ok());
     }
 

@@ -139,7 +139,7 @@ pub async fn goaway(params: GoawayParams) -> Result<GoawayReport, crate::Error> 
             for i in 0..per_caller {
                 let start = Instant::now();
                 let (outcome, _) =
-                    Outcome::of(client.get(&format!("goaway/{w}/{i}")).send().await).await;
+                    Outcome::of(client.get(format!("goaway/{w}/{i}")).send().await).await;
                 latency.record(start.elapsed());
                 if !outcome.is_ok() {
                     failures.add(&outcome.label());

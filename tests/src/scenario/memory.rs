@@ -334,7 +334,7 @@ pub async fn memory(params: MemoryParams) -> Result<MemoryReport, crate::Error> 
                         tokio::time::sleep(pace).await;
                     }
                     client
-                        .get(&format!("http://{}:{port}/memory", loopback(k)))
+                        .get(format!("http://{}:{port}/memory", loopback(k)))
                         .no_retry()
                 } else if n % 4 == 0 {
                     client.post("memory/orders").body("order")

@@ -64,7 +64,12 @@ async fn more_connections_when_the_peer_limits_streams() {
         .start()
         .await
         .unwrap();
-    let pool: Client = Pool::http_with(h2c());
+    let config = Config::builder()
+        .http2_prior_knowledge(true)
+        .http2_max_connections_per_origin(4)
+        .build()
+        .unwrap();
+    let pool: Client = Pool::http_with(config);
     let statuses = concurrent(&pool, &server, 50).await;
     assert_eq!(statuses.len(), 50);
     assert!(statuses.iter().all(|s| *s == StatusCode::OK));
@@ -73,6 +78,27 @@ async fn more_connections_when_the_peer_limits_streams() {
     let m = pool.origin_metrics(&origin(&server)).unwrap();
     assert_eq!(m.http2_peer_max_streams, Some(10));
     assert!(m.http2_connections <= 4);
+}
+
+/// By default HTTP/2 is bounded only by the per-origin connection limit, as HTTP/1.1 is: a
+/// server that allows 10 streams per connection gets the 5 connections 50 requests need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_as_many_connections_as_the_waiting_streams_need() {
+    let server = TestServer::builder()
+        .h2c()
+        .max_concurrent_streams(10)
+        .latency(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    let pool: Client = Pool::http_with(h2c());
+    let statuses = concurrent(&pool, &server, 50).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    assert_eq!(statuses.len(), 50);
+    let accepted = server.stats().connections_accepted;
+    assert_eq!(accepted, 5);
+    let m = pool.origin_metrics(&origin(&server)).unwrap();
+    assert_eq!(m.counters.opened_http2, 5);
 }
 
 #[tokio::test]
