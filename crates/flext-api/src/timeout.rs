@@ -143,7 +143,8 @@ where
         };
         ResponseFuture {
             inner: self.inner.call(req),
-            sleep: sleep_until(deadline.instant()),
+            sleep: None,
+            deadline,
             on_elapsed,
         }
     }
@@ -154,8 +155,11 @@ pin_project! {
     pub(crate) struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // Made when the inner future first waits: a call that is ready at once (a breaker's
+        // rejection, an error before sending) never touches the runtime's timer.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        deadline: Deadline,
         on_elapsed: OnElapsed,
     }
 }
@@ -168,13 +172,17 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(out.map_err(Into::into));
         }
-        match this.sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(this.on_elapsed.error())),
-            Poll::Pending => Poll::Pending,
+        if this.sleep.is_none() {
+            this.sleep.set(Some(sleep_until(this.deadline.instant())));
+        }
+        // `sleep` is always set here, so its waker is registered whenever this is pending.
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(this.on_elapsed.error())),
+            _ => Poll::Pending,
         }
     }
 }
