@@ -149,7 +149,13 @@ async fn recovery_within_open_time_plus_one_probe() {
     let report = recovery(params.clone()).await.unwrap();
     println!("{}", table(&report.figures()));
 
-    assert!(report.outage.get("connect") >= 1, "{}", report.outage);
+    // Which connection error opens the breaker depends on timing: a pooled connection the
+    // server closed before the client noticed fails as `reset`, a new one as `connect`.
+    assert!(
+        report.outage.get("connect") + report.outage.get("reset") >= 1,
+        "{}",
+        report.outage
+    );
     assert!(report.outage.get("circuit_open") >= 1, "{}", report.outage);
     let open_for = report.open_for.expect("the breaker opened");
     assert!(open_for >= params.open_for.mul_f64(0.9) && open_for <= params.open_for.mul_f64(1.1));

@@ -55,15 +55,21 @@ async fn sixty_four_concurrent_requests_share_one_connection() {
     assert_eq!(m.http2_streams_in_flight, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_connections_when_the_peer_limits_streams() {
-    let server = TestServer::builder()
+/// An h2c server that allows 10 streams per connection and answers after 50 ms, so that 50
+/// requests at once need 5 connections.
+async fn ten_stream_server() -> TestServer {
+    TestServer::builder()
         .h2c()
         .max_concurrent_streams(10)
         .latency(Duration::from_millis(50))
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_connections_when_the_peer_limits_streams() {
+    let server = ten_stream_server().await;
     let config = Config::builder()
         .http2_prior_knowledge(true)
         .http2_max_connections_per_origin(4)
@@ -84,13 +90,7 @@ async fn more_connections_when_the_peer_limits_streams() {
 /// server that allows 10 streams per connection gets the 5 connections 50 requests need.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_as_many_connections_as_the_waiting_streams_need() {
-    let server = TestServer::builder()
-        .h2c()
-        .max_concurrent_streams(10)
-        .latency(Duration::from_millis(50))
-        .start()
-        .await
-        .unwrap();
+    let server = ten_stream_server().await;
     let pool: Client = Pool::http_with(h2c());
     let statuses = concurrent(&pool, &server, 50).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK));
