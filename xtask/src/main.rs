@@ -1,7 +1,7 @@
 //! Project automation for flext (the cargo-xtask pattern): `cargo xtask <task>`.
 //!
 //! - `ci`: every check CI runs, in order: formatting, clippy (all targets and features,
-//!   warnings denied), all tests, doc tests, rustdoc (warnings denied), `cargo deny`.
+//!   warnings denied; flext-api again with its default features), all tests, doc tests, rustdoc (warnings denied), `cargo deny`.
 //! - `deny`: `cargo deny check licenses bans sources`, installing cargo-deny when missing.
 //! - `demo [ARGS]`: builds the `flext` binary in release mode and runs `flext demo ARGS`.
 //! - `bench [ARGS]`: runs the end-to-end peer comparison (`benches/src/bin/e2e`) in release
@@ -95,6 +95,21 @@ fn ci() -> Result<(), String> {
             "--workspace",
             "--all-targets",
             "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    // The facade's code differs with its decompression features, which are off by default:
+    // check the default build too (the workspace run above turns every feature on).
+    step(
+        "clippy (flext-api, default features)",
+        &[
+            "clippy",
+            "-p",
+            "flext-api",
+            "--all-targets",
             "--",
             "-D",
             "warnings",

@@ -22,7 +22,7 @@ use crate::config::{
 };
 use crate::error::{Error, Redacted};
 use crate::request::RequestBuilder;
-use crate::response::{DecodedBody, Response, ResponseBody};
+use crate::response::{DecodedBody, DecodedInner, Response, ResponseBody};
 use crate::stack::{AttemptBody, AttemptService, Stack};
 use crate::url::{self, BaseUrl, IntoUrl};
 
@@ -525,8 +525,6 @@ impl ClientBuilder {
     }
 }
 
-/// The client's top: response decompression when a feature asks for it, one body type, and
-/// the only type erasure of the stack.
 /// The stack behind a [`Client`], type-erased so that one call costs one allocation: the
 /// boxed future holds the per-call clone of the stack (a `BoxCloneSyncService` would box the
 /// clone and the future separately).
@@ -542,22 +540,23 @@ type ExecuteFuture =
 /// A stack whose responses are made [`DecodedBody`]s, behind [`CallCloned`].
 struct Decoded<S>(S);
 
-impl<S, ResB> CallCloned for Decoded<S>
+impl<S> CallCloned for Decoded<S>
 where
-    S: Service<Request<Body>, Response = http::Response<ResB>, Error = BoxError>
+    S: Service<Request<Body>, Response = http::Response<DecodedInner>, Error = BoxError>
         + Clone
         + Send
         + Sync
         + 'static,
     S::Future: Send + 'static,
-    ResB: Into<DecodedBody>,
 {
     fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture {
         let call = self.0.clone().oneshot(req);
-        Box::pin(async move { Ok(call.await?.map(Into::into)) })
+        Box::pin(async move { Ok(call.await?.map(DecodedBody::new)) })
     }
 }
 
+/// The client's top: response decompression when a feature asks for it, one body type, and
+/// the only type erasure of the stack.
 fn decoded<S>(service: S) -> Box<dyn CallCloned>
 where
     S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>

@@ -15,10 +15,14 @@ use crate::error::Error;
 /// which gives its connection back when read to the end (or closes it when dropped early).
 pub type ResponseBody = flext_pool::Body;
 
+/// What [`DecodedBody`] reads: the pool's body, through tower-http's decompression when a
+/// decompression feature is on.
 #[cfg(not(any(feature = "gzip", feature = "brotli", feature = "zstd")))]
-type DecodedInner = ResponseBody;
+pub(crate) type DecodedInner = ResponseBody;
+/// What [`DecodedBody`] reads: the pool's body, through tower-http's decompression when a
+/// decompression feature is on.
 #[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
-type DecodedInner = tower_http::decompression::DecompressionBody<ResponseBody>;
+pub(crate) type DecodedInner = tower_http::decompression::DecompressionBody<ResponseBody>;
 
 pin_project_lite::pin_project! {
     /// The body of a [`Response`]: the pool's body, decoded when a decompression feature
@@ -30,8 +34,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl From<DecodedInner> for DecodedBody {
-    fn from(inner: DecodedInner) -> DecodedBody {
+impl DecodedBody {
+    pub(crate) fn new(inner: DecodedInner) -> DecodedBody {
         DecodedBody { inner }
     }
 }

@@ -203,6 +203,27 @@ mod tests {
         })
     }
 
+    /// A call that is ready at once makes no timer: this runs outside any runtime, where
+    /// making a tokio `Sleep` panics.
+    #[test]
+    fn a_call_ready_at_once_needs_no_timer() {
+        use std::future::Future;
+        use std::task::Waker;
+        for layer in [
+            TotalTimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(ready)),
+            AttemptTimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(ready)),
+        ] {
+            let mut svc = layer;
+            let mut fut = std::pin::pin!(svc.call(Request::new(())));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        }
+    }
+
+    async fn ready(_: Request<()>) -> Result<(), Infallible> {
+        Ok(())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn total_timeout_sets_the_deadline_and_fires() {
         let svc =

@@ -1,5 +1,6 @@
 //! Base URLs and joining relative request paths to them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::Uri;
@@ -110,7 +111,7 @@ pub(crate) fn join(base: Option<&BaseUrl>, reference: &str) -> Result<Uri, Error
 }
 
 /// A URL that [`Client::get`](crate::Client::get) and the other request methods accept:
-/// text (`&str`, `String`), parsed on each call and joined to the client's base URL when it is
+/// text (`&str`, `String`, `Box<str>`, `Cow<str>`, or a reference to one), parsed on each call and joined to the client's base URL when it is
 /// relative, or an [`http::Uri`] (`Uri`, `&Uri`) parsed once by the caller, which a hot loop
 /// sending to one endpoint can reuse. Either way an absolute URL must be `http` or `https`
 /// with a host.
@@ -143,26 +144,28 @@ pub(crate) mod sealed {
     }
 }
 
-impl IntoUrl for &str {}
-impl sealed::Sealed for &str {
-    fn url(&self) -> sealed::Url<'_> {
-        sealed::Url::Text(self)
-    }
+/// Text URLs: every common way to hold a `str`.
+macro_rules! text_urls {
+    ($($text:ty),* $(,)?) => {$(
+        impl IntoUrl for $text {}
+        impl sealed::Sealed for $text {
+            fn url(&self) -> sealed::Url<'_> {
+                sealed::Url::Text(self.as_ref())
+            }
+        }
+    )*};
 }
 
-impl IntoUrl for String {}
-impl sealed::Sealed for String {
-    fn url(&self) -> sealed::Url<'_> {
-        sealed::Url::Text(self)
-    }
-}
-
-impl IntoUrl for &String {}
-impl sealed::Sealed for &String {
-    fn url(&self) -> sealed::Url<'_> {
-        sealed::Url::Text(self)
-    }
-}
+text_urls!(
+    &str,
+    &&str,
+    String,
+    &String,
+    Box<str>,
+    &Box<str>,
+    Cow<'_, str>,
+    &Cow<'_, str>,
+);
 
 impl IntoUrl for Uri {}
 impl sealed::Sealed for Uri {
@@ -282,6 +285,16 @@ mod tests {
         let err = resolve(Some(&base), &ftp).unwrap_err();
         assert!(err.is_request());
         assert!(err.to_string().contains("only http and https"), "{err}");
+    }
+
+    #[test]
+    fn errors_of_a_parsed_uri_show_no_user_info_nor_query() {
+        let uri: Uri = "ftp://user:pw-s3cret@files.example/x?k=q-s3cret"
+            .parse()
+            .unwrap();
+        let err = resolve(None, &uri).unwrap_err().to_string();
+        assert!(err.contains("only http and https"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

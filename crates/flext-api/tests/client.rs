@@ -61,6 +61,37 @@ fn default_client_builds() {
     let _ = Client::new();
 }
 
+/// A parsed `http::Uri` is sent as its text would be: absolute, or joined to the base URL.
+#[tokio::test]
+async fn a_parsed_uri_is_sent_like_its_text() {
+    let server = TestServer::builder().start().await.unwrap();
+    let client = client_for(&server).await;
+    let absolute: http::Uri = server.uri("/parsed");
+    for _ in 0..2 {
+        let res = client.get(&absolute).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = client.get(absolute).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let relative: http::Uri = "/parsed?page=2".parse().unwrap();
+    let res = client.post(relative).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(server.stats().requests_for_path("/parsed"), 4);
+    // The other ways to hold text work as `&str` does.
+    let owned = String::from("/text");
+    let boxed: Box<str> = "/text".into();
+    let cow = std::borrow::Cow::Borrowed("/text");
+    let texts = ["/text"];
+    for t in &texts {
+        client.get(t).send().await.unwrap();
+    }
+    client.get(&owned).send().await.unwrap();
+    client.get(owned).send().await.unwrap();
+    client.get(&boxed).send().await.unwrap();
+    client.get(&cow).send().await.unwrap();
+    assert_eq!(server.stats().requests_for_path("/text"), 5);
+}
+
 #[tokio::test]
 async fn get_is_retried_through_503s() {
     let server = TestServer::start().await.unwrap();

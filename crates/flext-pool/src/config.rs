@@ -374,6 +374,21 @@ mod tests {
     }
 
     #[test]
+    fn http2_connections_never_exceed_the_connection_limit() {
+        let c = Config::builder()
+            .max_connections_per_origin(10)
+            .build()
+            .unwrap();
+        assert_eq!(c.http2_max_connections_per_origin(), 10);
+        let c = Config::builder()
+            .max_connections_per_origin(10)
+            .http2_max_connections_per_origin(3)
+            .build()
+            .unwrap();
+        assert_eq!(c.http2_max_connections_per_origin(), 3);
+    }
+
+    #[test]
     fn rejects_bad_values_with_the_setting_named() {
         let e = Config::builder()
             .max_waiters_per_origin(0)

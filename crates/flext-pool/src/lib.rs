@@ -14,7 +14,8 @@
 //!   [`Pool`]'s readiness notes), instead of always `Ready`.
 //! - **HTTP/2 that scales out**: streams go to the least loaded connection until each
 //!   carries as many as the server's `SETTINGS_MAX_CONCURRENT_STREAMS` allows, then another
-//!   connection is opened, up to 4 per origin. The server's limit is read off the wire by a
+//!   connection is opened, up to `http2_max_connections_per_origin` (default 100, and never
+//!   past `max_connections_per_origin`). The server's limit is read off the wire by a
 //!   frame sniffer under hyper, which also sees GOAWAY before hyper reports it.
 //! - **One handshake on a cold start**: concurrent first requests to a TLS origin wait for
 //!   one connect; once ALPN says HTTP/1.1, more connects start for those still waiting.

@@ -231,7 +231,7 @@ fn reqwest_builder(t: &Target<'_>) -> Result<reqwest::ClientBuilder, BoxError> {
 
 async fn reqwest_plain(t: &Target<'_>) -> Result<Measurement, BoxError> {
     let client = reqwest_builder(t)?.build()?;
-    // Parsed once, as hyper-util's client needs it to be: no client pays for URL parsing.
+    // Parsed once, as hyper-util's client needs it to be: no caller parses URL text per request.
     let url = reqwest::Url::parse(&t.url)?;
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
         let request = client.get(url.clone());
