@@ -148,6 +148,7 @@ impl Deadline {
 /// assert_eq!(again.headers()["content-type"], "application/json");
 /// assert_eq!(*again.body(), "second");
 /// ```
+#[derive(Clone)]
 pub struct RequestHead {
     /// The method.
     pub method: http::Method,
@@ -165,38 +166,47 @@ impl RequestHead {
     /// A copy of `req`'s head.
     #[inline]
     pub fn of<B>(req: &http::Request<B>) -> RequestHead {
-        RequestHead {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: (!req.headers().is_empty()).then(|| req.headers().clone()),
-            extensions: req.extensions().clone(),
-        }
+        RequestHead::copy(
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+            req.extensions(),
+        )
     }
 
     /// A copy of the head in `parts`.
     #[inline]
     pub fn from_parts(parts: &http::request::Parts) -> RequestHead {
+        RequestHead::copy(
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            &parts.extensions,
+        )
+    }
+
+    #[inline(always)]
+    fn copy(
+        method: &http::Method,
+        uri: &http::Uri,
+        version: http::Version,
+        headers: &http::HeaderMap,
+        extensions: &http::Extensions,
+    ) -> RequestHead {
         RequestHead {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: (!parts.headers.is_empty()).then(|| parts.headers.clone()),
-            extensions: parts.extensions.clone(),
+            method: method.clone(),
+            uri: uri.clone(),
+            version,
+            headers: (!headers.is_empty()).then(|| headers.clone()),
+            extensions: extensions.clone(),
         }
     }
 
     /// A request with this head and `body`, the head kept for another.
     pub fn to_request<B>(&self, body: B) -> http::Request<B> {
-        let mut req = http::Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = self.version;
-        if let Some(headers) = &self.headers {
-            *req.headers_mut() = headers.clone();
-        }
-        *req.extensions_mut() = self.extensions.clone();
-        req
+        self.clone().into_request(body)
     }
 
     /// A request with this head and `body`.
