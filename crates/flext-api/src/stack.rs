@@ -194,13 +194,14 @@ where
                 .metrics(m.clone())
                 .trace_context(c.trace.propagate)
         });
+        // Every service here already fails with a `BoxError` (the attempt timeout converts
+        // the inner service's error): no `map_err` wrapper, whose future would be one more
+        // move of everything below it per call.
         let attempt = ServiceBuilder::new()
             .option_layer(self.breaker.clone())
-            .map_err(Into::<BoxError>::into)
             .option_layer(trace_attempt)
             .layer(AttemptTimeoutLayer::new(c.attempt_timeout))
-            .service(inner)
-            .map_err(Into::<BoxError>::into);
+            .service(inner);
         // Custom layers see every attempt, with credentials, above the breaker (so they see
         // its rejections too). They take a boxed service, so box only when there are some.
         let attempt = if self.custom.is_empty() {
@@ -216,20 +217,19 @@ where
         let authed = match &self.auth {
             // Boxed: the 401 replay's state would otherwise grow every request's future,
             // credentials or not, and each outer layer moves that future.
-            Some(auth) => Either::Left(
-                auth.layer(attempt)
-                    .map_err(Into::<BoxError>::into)
-                    .map_future(Box::pin),
-            ),
+            Some(auth) => Either::Left(auth.layer(attempt).map_future(Box::pin)),
             None => Either::Right(
                 attempt.map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once)),
             ),
         };
+        // The total timeout goes in each arm: it turns retry's error into a `BoxError` itself,
+        // so no `map_err` wrapper is needed to make the arms' errors agree.
+        let total = TotalTimeoutLayer::new(c.timeout);
         let retried = match &self.retry {
-            Some(retry) => Either::Left(retry.layer(authed).map_err(Into::<BoxError>::into)),
-            None => {
-                Either::Right(authed.map_request(|req: Request<Body>| req.map(ReplayBody::once)))
-            }
+            Some(retry) => Either::Left(total.layer(retry.layer(authed))),
+            None => Either::Right(
+                total.layer(authed.map_request(|req: Request<Body>| req.map(ReplayBody::once))),
+            ),
         };
         let trace_logical = self
             .metrics
@@ -237,9 +237,7 @@ where
             .map(|_| TraceLayer::logical().trace_context(false));
         let outer = ServiceBuilder::new()
             .option_layer(trace_logical)
-            .layer(TotalTimeoutLayer::new(c.timeout))
-            .service(retried)
-            .map_err(Into::<BoxError>::into);
+            .service(retried);
         let redirects = (c.max_redirects > 0).then(|| RedirectLayer::new(c.max_redirects));
         ServiceBuilder::new().option_layer(redirects).service(outer)
     }

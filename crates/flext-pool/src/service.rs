@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use flext_core::{BoxError, Deadline, Origin, OriginRef, Sent};
 use http::header::{CONNECTION, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -57,6 +58,11 @@ struct Shared<C, B: 'static> {
     dialer: Arc<Dialer<C>>,
     gate: Arc<ReadyGate>,
     origins: RwLock<HashMap<Origin, Arc<OriginPool<B>>>>,
+    // The origin pool the last map lookup found. Most clients talk to one origin, and a pool
+    // cloned for every call (as a stack over it is) would otherwise parse, hash and look up
+    // the origin on every request. The reaper empties it before it forgets origins (it
+    // forgets only those nobody holds), so what this holds is always in `origins`.
+    recent: ArcSwapOption<OriginPool<B>>,
     reaper: AtomicBool,
 }
 
@@ -95,6 +101,7 @@ where
                 dialer: Arc::new(Dialer::new(connector, config.clone())),
                 config,
                 origins: RwLock::new(HashMap::new()),
+                recent: ArcSwapOption::empty(),
                 reaper: AtomicBool::new(false),
             }),
         }
@@ -144,6 +151,18 @@ where
     }
 
     fn origin_pool(&self, uri: &Uri) -> Result<Arc<OriginPool<B>>, Error> {
+        if let Some(pool) = &*self.shared.recent.load()
+            && pool.origin.is_spelled_by(uri)
+        {
+            return Ok(Arc::clone(pool));
+        }
+        let pool = self.find_or_add(uri)?;
+        self.shared.recent.store(Some(Arc::clone(&pool)));
+        Ok(pool)
+    }
+
+    /// The origin pool of `uri` from the map, made when new.
+    fn find_or_add(&self, uri: &Uri) -> Result<Arc<OriginPool<B>>, Error> {
         let key = OriginRef::from_uri(uri).map_err(Error::invalid_uri)?;
         {
             let map = self
@@ -228,6 +247,9 @@ async fn reap<C, B: 'static>(shared: Weak<Shared<C, B>>, every: Duration) {
                 .len()
                 > KEEP_EMPTY_ORIGINS
         {
+            // Let go of the cached origin, so that it is forgotten too if nobody else holds it;
+            // a request that finds it again in the map puts it back.
+            shared.recent.store(None);
             let mut map = shared
                 .origins
                 .write()

@@ -1203,3 +1203,27 @@ async fn socks5_credentials_are_sent_as_username_and_password() {
     );
     assert_eq!(server.stats().connections_accepted, 1);
 }
+
+#[tokio::test]
+async fn requests_alternating_between_origins_each_reach_their_own() {
+    // Two origins that differ only by port, and one of them spelled two ways: the pool's
+    // cache of the last origin must never send a request to the other origin, nor make a
+    // second pool for the same one.
+    let a = TestServer::builder().http1().start().await.unwrap();
+    let b = TestServer::builder().http1().start().await.unwrap();
+    let pool: Client = Pool::http();
+    let b_with_user: Uri = format!("http://user@{}/", b.addr()).parse().unwrap();
+    for _ in 0..3 {
+        // A clone per call, as a stack over the pool makes one.
+        fetch(&pool.clone(), get(a.uri("/"))).await.unwrap();
+        fetch(&pool.clone(), get(b.uri("/"))).await.unwrap();
+        fetch(&pool.clone(), get(b_with_user.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!((a.stats().requests, b.stats().requests), (3, 6));
+    assert_eq!(pool.metrics().origins.len(), 2);
+    let [oa, ob] = [a.uri("/"), b.uri("/")].map(|u| origin(&u));
+    assert_eq!(pool.origin_metrics(&oa).unwrap().counters.opened_http1, 1);
+    assert_eq!(pool.origin_metrics(&ob).unwrap().counters.opened_http1, 1);
+}

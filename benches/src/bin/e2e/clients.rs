@@ -2,6 +2,9 @@
 //! would: one client shared by every task, one request after another, the body read whole.
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::header::{HeaderName, HeaderValue, USER_AGENT};
 use http::{Request, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as Legacy;
@@ -53,10 +56,14 @@ pub(crate) enum ClientKind {
     /// end to end. Not in the default set: `--clients flext-no-trace,...` picks them.
     FlextWithout(Part),
     /// `flext_api::stack(&ClientConfig::default())` over flext-pool, called the way
-    /// `Client::execute` calls it but without the facade (URL joining, response wrapper);
-    /// with `traceparent` marked sensitive below the stack when the flag is set (HPACK then
-    /// never indexes it). Diagnostic rows, like the ablations.
-    StackOverPool { sensitive_traceparent: bool },
+    /// `Client::execute` calls it but without the facade (URL joining, response wrapper).
+    /// A diagnostic row, like the ablations.
+    StackOverPool,
+    /// flext-pool alone sending the two headers the default stack adds to every request: the
+    /// default `User-Agent` and a new `traceparent` (sensitive, as flext-trace makes it). No
+    /// layer runs: this is what those headers cost on the wire and in both ends' HTTP code,
+    /// the floor under any implementation of the default stack. A diagnostic row.
+    PoolWithHeaders,
 }
 
 /// A part of the default stack that an ablation row turns off.
@@ -94,12 +101,8 @@ impl ClientKind {
         ClientKind::FlextWithout(Part::Breaker),
         ClientKind::FlextWithout(Part::Redirects),
         ClientKind::FlextWithout(Part::All),
-        ClientKind::StackOverPool {
-            sensitive_traceparent: false,
-        },
-        ClientKind::StackOverPool {
-            sensitive_traceparent: true,
-        },
+        ClientKind::StackOverPool,
+        ClientKind::PoolWithHeaders,
     ];
 
     /// The name `--clients` takes.
@@ -116,12 +119,8 @@ impl ClientKind {
             ClientKind::FlextWithout(Part::Breaker) => "flext-no-breaker",
             ClientKind::FlextWithout(Part::Redirects) => "flext-no-redirects",
             ClientKind::FlextWithout(Part::All) => "flext-bare",
-            ClientKind::StackOverPool {
-                sensitive_traceparent: false,
-            } => "flext-stack",
-            ClientKind::StackOverPool {
-                sensitive_traceparent: true,
-            } => "flext-stack-tp-sensitive",
+            ClientKind::StackOverPool => "flext-stack",
+            ClientKind::PoolWithHeaders => "flext-pool-headers",
         }
     }
 
@@ -141,12 +140,8 @@ impl ClientKind {
             ClientKind::FlextWithout(Part::All) => {
                 "flext_api::Client, trace/retry/breaker/redirects off"
             }
-            ClientKind::StackOverPool {
-                sensitive_traceparent: false,
-            } => "flext_api::stack over flext-pool, no facade",
-            ClientKind::StackOverPool {
-                sensitive_traceparent: true,
-            } => "flext_api::stack over flext-pool, traceparent never indexed",
+            ClientKind::StackOverPool => "flext_api::stack over flext-pool, no facade",
+            ClientKind::PoolWithHeaders => "flext-pool alone + the default stack's headers",
         }
     }
 }
@@ -166,12 +161,11 @@ pub(crate) async fn run(kind: ClientKind, target: &Target<'_>) -> Result<Measure
         ClientKind::HyperUtil => hyper_util_legacy(target).await,
         ClientKind::Reqwest => reqwest_plain(target).await,
         ClientKind::ReqwestRetry => reqwest_retry(target).await,
-        ClientKind::FlextPool => flext_pool(target).await,
+        ClientKind::FlextPool => flext_pool(target, false).await,
         ClientKind::Flext => flext_client(target, None).await,
         ClientKind::FlextWithout(part) => flext_client(target, Some(part)).await,
-        ClientKind::StackOverPool {
-            sensitive_traceparent,
-        } => stack_over_pool(target, sensitive_traceparent).await,
+        ClientKind::StackOverPool => stack_over_pool(target).await,
+        ClientKind::PoolWithHeaders => flext_pool(target, true).await,
     }
 }
 
@@ -261,18 +255,25 @@ async fn reqwest_retry(t: &Target<'_>) -> Result<Measurement, BoxError> {
     .await)
 }
 
-async fn flext_pool(t: &Target<'_>) -> Result<Measurement, BoxError> {
+async fn flext_pool(t: &Target<'_>, headers: bool) -> Result<Measurement, BoxError> {
     let config = flext_pool::Config::builder()
         .http1_only(t.proto == Proto::Http1)
         .http2_prior_knowledge(t.proto == Proto::H2c)
         .build()?;
     match t.tls {
-        None => load_pool(flext_pool::Pool::<_, Empty<Bytes>>::http_with(config), t).await,
+        None => {
+            load_pool(
+                flext_pool::Pool::<_, Empty<Bytes>>::http_with(config),
+                t,
+                headers,
+            )
+            .await
+        }
         Some(identity) => {
             let tls = flext_pool::TlsConfig::new()
                 .webpki_roots(false)
                 .add_root_pem(identity.ca_pem.as_bytes())?;
-            load_pool(flext_pool::Pool::https_with(config, tls)?, t).await
+            load_pool(flext_pool::Pool::https_with(config, tls)?, t, headers).await
         }
     }
 }
@@ -280,10 +281,22 @@ async fn flext_pool(t: &Target<'_>) -> Result<Measurement, BoxError> {
 async fn load_pool(
     pool: flext_pool::Pool<flext_pool::Connector, Empty<Bytes>>,
     t: &Target<'_>,
+    headers: bool,
 ) -> Result<Measurement, BoxError> {
     let uri: Uri = t.url.parse()?;
+    let agent = HeaderValue::from_static(flext_api::DEFAULT_USER_AGENT);
+    // Made before the run, so that the row measures what the headers cost on the wire, not
+    // what making them costs (flext-trace's share, counted in the full stack's rows).
+    let traceparents: Vec<HeaderValue> = (0..TRACEPARENTS).map(traceparent).collect();
+    let next = AtomicUsize::new(0);
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
-        let request = Request::get(uri.clone()).body(Empty::new());
+        let mut request = Request::get(uri.clone()).body(Empty::new());
+        if headers && let Ok(request) = &mut request {
+            let n = next.fetch_add(1, Ordering::Relaxed) % traceparents.len();
+            let h = request.headers_mut();
+            h.insert(USER_AGENT, agent.clone());
+            h.insert(TRACEPARENT, traceparents[n].clone());
+        }
         let pool = pool.clone();
         async move {
             let response = pool.oneshot(request?).await?;
@@ -293,6 +306,35 @@ async fn load_pool(
         }
     })
     .await)
+}
+
+/// Distinct `traceparent` values the floor row cycles through.
+const TRACEPARENTS: u64 = 256;
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A W3C `traceparent` as flext-trace sends one: version 00, 32 and 16 hex digits of ids
+/// (here mixed from `n`, `splitmix64`), flags 01, marked sensitive so that HPACK never
+/// indexes it.
+fn traceparent(n: u64) -> HeaderValue {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let words = [mix(3 * n), mix(3 * n + 1), mix(3 * n + 2)];
+    let (ids, rest) = buf.split_at_mut(36);
+    let digits = ids[3..35].iter_mut().chain(rest[..16].iter_mut());
+    for (i, d) in digits.enumerate() {
+        let word = words[i / 16];
+        *d = HEX[usize::try_from((word >> (60 - 4 * (i % 16))) & 0xf).unwrap_or(0)];
+    }
+    let mut value = HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("00"));
+    value.set_sensitive(true);
+    value
 }
 
 async fn flext_client(t: &Target<'_>, without: Option<Part>) -> Result<Measurement, BoxError> {
@@ -339,7 +381,7 @@ async fn flext_client(t: &Target<'_>, without: Option<Part>) -> Result<Measureme
     .await)
 }
 
-async fn stack_over_pool(t: &Target<'_>, sensitive: bool) -> Result<Measurement, BoxError> {
+async fn stack_over_pool(t: &Target<'_>) -> Result<Measurement, BoxError> {
     if t.tls.is_some() {
         return Err("the stack-over-pool rows run over plain TCP only".into());
     }
@@ -356,24 +398,14 @@ async fn stack_over_pool(t: &Target<'_>, sensitive: bool) -> Result<Measurement,
         .build()?;
     let pool = flext_pool::Pool::<_, flext_api::AttemptBody>::http_with(pool_config);
     let layers = flext_api::stack(&config)?;
-    let service = if sensitive {
-        layers.layer(
-            tower::ServiceBuilder::new()
-                .map_request(never_index)
-                .service(pool),
-        )
-    } else {
-        layers.layer(pool)
-    };
+    let service = layers.layer(pool);
     let uri: Uri = t.url.parse()?;
-    let agent = http::HeaderValue::from_static(flext_api::DEFAULT_USER_AGENT);
+    let agent = HeaderValue::from_static(flext_api::DEFAULT_USER_AGENT);
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
         // What `Client::execute` sends: the default User-Agent, on a clone of the service.
         let mut request = Request::new(flext_api::Body::empty());
         *request.uri_mut() = uri.clone();
-        request
-            .headers_mut()
-            .insert(http::header::USER_AGENT, agent.clone());
+        request.headers_mut().insert(USER_AGENT, agent.clone());
         let service = service.clone();
         async move {
             let response = service.oneshot(request).await?;
@@ -385,11 +417,30 @@ async fn stack_over_pool(t: &Target<'_>, sensitive: bool) -> Result<Measurement,
     .await)
 }
 
-/// Marks `traceparent` sensitive, so HPACK sends it as a never-indexed literal instead of
-/// adding each new value to both ends' dynamic tables.
-fn never_index(mut request: Request<flext_api::AttemptBody>) -> Request<flext_api::AttemptBody> {
-    if let Some(value) = request.headers_mut().get_mut("traceparent") {
-        value.set_sensitive(true);
+#[cfg(test)]
+mod tests {
+    use super::traceparent;
+
+    #[test]
+    fn the_floor_rows_traceparent_is_well_formed_and_new_each_time() {
+        let values: Vec<String> = (0..64)
+            .map(|n| traceparent(n).to_str().map(str::to_owned))
+            .collect::<Result<_, _>>()
+            .expect("ascii");
+        for v in &values {
+            let parts: Vec<&str> = v.split('-').collect();
+            assert_eq!(parts.len(), 4, "{v}");
+            assert_eq!((parts[0], parts[3]), ("00", "01"), "{v}");
+            assert_eq!((parts[1].len(), parts[2].len()), (32, 16), "{v}");
+            assert!(
+                parts[1..3].iter().all(|p| p
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())),
+                "{v}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = values.iter().collect();
+        assert_eq!(distinct.len(), values.len());
+        assert!(traceparent(1).is_sensitive());
     }
-    request
 }
