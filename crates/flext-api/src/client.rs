@@ -1,8 +1,6 @@
 //! [`Client`] and [`ClientBuilder`].
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,8 +19,9 @@ use crate::config::{
     BreakerSettings, ClientConfig, HttpVersionPref, PoolSettings, RetrySettings, TraceSettings,
 };
 use crate::error::{Error, Redacted};
+use crate::pending::{CallCloned, Pending, decoded};
 use crate::request::RequestBuilder;
-use crate::response::{DecodedBody, DecodedInner, Response, ResponseBody};
+use crate::response::{Response, ResponseBody};
 use crate::stack::{AttemptBody, AttemptService, Stack};
 use crate::url::{self, BaseUrl, IntoUrl};
 
@@ -120,19 +119,23 @@ impl Client {
         RequestBuilder::new(self.clone(), method, uri)
     }
 
-    /// Sends a request built elsewhere (relative URIs join the base URL).
+    /// Sends a request built elsewhere (relative URIs join the base URL). The request goes
+    /// out when the returned [`Pending`] is awaited.
     ///
     /// # Errors
     ///
-    /// See [`Error`].
-    pub async fn execute(&self, mut request: Request<Body>) -> Result<Response, Error> {
+    /// The future resolves to an error as described in [`Error`].
+    pub fn execute(&self, mut request: Request<Body>) -> Pending {
         if request.uri().scheme().is_none() {
             let target = request
                 .uri()
                 .path_and_query()
                 .map_or("/", |pq| pq.as_str())
                 .to_string();
-            *request.uri_mut() = url::join(self.inner.base.as_ref(), &target)?;
+            match url::join(self.inner.base.as_ref(), &target) {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(e) => return Pending::failed(e),
+            }
         }
         for (name, value) in &self.inner.headers {
             if !request.headers().contains_key(name) {
@@ -140,13 +143,11 @@ impl Client {
             }
         }
         let url = request.uri().clone();
-        let response = self
-            .inner
-            .service
-            .call_cloned(request)
-            .await
-            .map_err(|e| Error::send(e).with_url(url.clone()))?;
-        Ok(Response::new(response, url, self.inner.max_response_body))
+        Pending::sending(
+            self.inner.service.call_cloned(request),
+            url,
+            self.inner.max_response_body,
+        )
     }
 
     /// The stack's layers and shared state (retry budget, breakers, metrics).
@@ -192,16 +193,15 @@ impl fmt::Debug for Client {
 impl Service<Request<Body>> for Client {
     type Response = Response;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>;
+    type Future = Pending;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // Readiness is checked per call inside (each call uses its own clone of the stack).
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let client = self.clone();
-        Box::pin(async move { client.execute(req).await })
+    fn call(&mut self, req: Request<Body>) -> Pending {
+        self.execute(req)
     }
 }
 
@@ -523,52 +523,6 @@ impl ClientBuilder {
             }),
         })
     }
-}
-
-/// The stack behind a [`Client`], type-erased so that one call costs one allocation: the
-/// boxed future holds the per-call clone of the stack (a `BoxCloneSyncService` would box the
-/// clone and the future separately).
-trait CallCloned: Send + Sync {
-    /// Clones the stack and sends `req` through the clone.
-    fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture;
-}
-
-/// The future of one [`CallCloned::call_cloned`].
-type ExecuteFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<DecodedBody>, BoxError>> + Send>>;
-
-/// A stack whose responses are made [`DecodedBody`]s, behind [`CallCloned`].
-struct Decoded<S>(S);
-
-impl<S> CallCloned for Decoded<S>
-where
-    S: Service<Request<Body>, Response = http::Response<DecodedInner>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture {
-        let call = self.0.clone().oneshot(req);
-        Box::pin(async move { Ok(call.await?.map(DecodedBody::new)) })
-    }
-}
-
-/// The client's top: response decompression when a feature asks for it, one body type, and
-/// the only type erasure of the stack.
-fn decoded<S>(service: S) -> Box<dyn CallCloned>
-where
-    S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    #[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
-    let service = tower_http::decompression::DecompressionLayer::new().layer(service);
-    Box::new(Decoded(service))
 }
 
 fn build_pool(

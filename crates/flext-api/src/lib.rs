@@ -67,6 +67,7 @@ mod config;
 mod duration;
 mod error;
 mod health;
+mod pending;
 mod redirect;
 mod request;
 mod response;
@@ -83,6 +84,7 @@ pub use config::{
 pub use duration::{DurationError, parse as parse_duration};
 pub use error::Error;
 pub use health::{Health, OriginHealth, RequestCounts, RetryHealth};
+pub use pending::Pending;
 pub use request::RequestBuilder;
 pub use response::{DecodedBody, Response, ResponseBody};
 pub use stack::{AttemptBody, AttemptService, Stack, StackService, stack};

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::body::Body;
 use crate::client::Client;
 use crate::error::Error;
-use crate::response::Response;
+use crate::pending::Pending;
 
 /// A request being built. Errors in what is added (an invalid header, a query that does not
 /// serialize) are kept and returned by [`send`](Self::send), so the chain reads straight.
@@ -207,9 +207,11 @@ impl RequestBuilder {
     /// # Errors
     ///
     /// See [`Error`].
-    pub async fn send(self) -> Result<Response, Error> {
-        let request = self.request?;
-        self.client.execute(request).await
+    pub fn send(self) -> Pending {
+        match self.request {
+            Ok(request) => self.client.execute(request),
+            Err(e) => Pending::failed(e),
+        }
     }
 }
 
