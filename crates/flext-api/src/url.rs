@@ -187,9 +187,7 @@ pub(crate) fn resolve(base: Option<&BaseUrl>, url: &impl IntoUrl) -> Result<Uri,
     match url.url() {
         sealed::Url::Text(text) => join(base, text),
         sealed::Url::Parsed(uri) if uri.scheme().is_some() => {
-            if matches!(uri.scheme_str(), Some("http" | "https"))
-                && uri.host().is_some_and(|h| !h.is_empty())
-            {
+            if matches!(uri.scheme_str(), Some("http" | "https")) && has_host(&uri) {
                 Ok(uri)
             } else {
                 check_absolute(uri.clone(), &uri.to_string())
@@ -200,10 +198,25 @@ pub(crate) fn resolve(base: Option<&BaseUrl>, url: &impl IntoUrl) -> Result<Uri,
     }
 }
 
+/// Whether `uri` names a host: what `uri.host()` is non-empty for, without its two reverse
+/// searches (a request sent with a parsed URI makes this check every time).
+fn has_host(uri: &Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let authority = authority.as_str().as_bytes();
+    let host = authority
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    // What is left is `host`, `host:port` or `[v6]:port`: empty when it starts at the port.
+    !matches!(host.first(), None | Some(b':'))
+}
+
 fn check_absolute(uri: Uri, text: &str) -> Result<Uri, Error> {
     let shown = Shown(text);
     match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
+        Some("http" | "https") if has_host(&uri) => Ok(uri),
         Some("http" | "https") => Err(Error::request(format!("{shown} has no host"))),
         _ => Err(Error::request(format!(
             "{shown}: only http and https urls are supported"
@@ -323,6 +336,17 @@ mod tests {
         assert!(!format!("{e} {e:?}").contains("pw"), "{e:?}");
     }
 
+    #[test]
+    fn a_parsed_uri_without_a_host_is_refused() {
+        for text in ["http://:80/", "http://u@:80/"] {
+            let uri: Uri = text.parse().unwrap();
+            assert!(!has_host(&uri), "{text}");
+            let e = resolve(None, &uri).unwrap_err();
+            assert!(e.to_string().contains("has no host"), "{e}");
+        }
+        assert!(has_host(&"http://u@h:80/".parse().unwrap()));
+    }
+
     proptest! {
         #[test]
         fn never_panics(base in "\\PC{0,30}", reference in "\\PC{0,30}") {
@@ -338,6 +362,17 @@ mod tests {
             let uri = join(Some(&base), &seg).unwrap();
             prop_assert_eq!(uri.authority().map(|a| a.as_str()), Some("api.example.com:8443"));
             prop_assert_eq!(uri.path(), format!("/v1/{seg}"));
+        }
+
+        /// The quick host check agrees with `Uri::host` on any URI `http` parses (which
+        /// include `http://:80/` and `http://u@:80/`, with an empty host).
+        #[test]
+        fn the_host_check_agrees_with_uri_host(
+            text in "http://([a-z]{0,4}(:[a-z]{0,4})?@)?(\\[[0-9a-f:]{0,6}\\]|[a-z0-9.]{0,6})(:[0-9]{0,5})?/",
+        ) {
+            if let Ok(uri) = text.parse::<Uri>() {
+                prop_assert_eq!(has_host(&uri), uri.host().is_some_and(|h| !h.is_empty()), "{}", text);
+            }
         }
     }
 }

@@ -131,9 +131,7 @@ impl<'a> Target<'a> {
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok()),
         };
-        let (address, port) = authority.map_or(("", None), |a| {
-            split_host_port(a.rsplit_once('@').map_or(a, |(_, host)| host))
-        });
+        let (address, port) = authority.map_or(("", None), split_host_port);
         Target {
             method,
             address,
@@ -153,17 +151,40 @@ fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
-/// Splits a `Host` header value (`example.com:8080`, `[::1]:80`, `example.com`).
+/// Splits an authority (`user@example.com:8080`) or a `Host` header value (`example.com:8080`,
+/// `[::1]:80`, `example.com`) into host and port. Byte loops over a string this short: a
+/// `rsplit_once` or `contains` sets up a vectorised search for each separator, and this runs
+/// on every request.
 fn split_host_port(value: &str) -> (&str, Option<u16>) {
-    let value = value.trim();
+    let value = value.trim_ascii();
+    // User-info ends at the last `@`.
+    let value = match value.bytes().rposition(|b| b == b'@') {
+        Some(at) => &value[at + 1..],
+        None => value,
+    };
     if let Some(rest) = value.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+        return match rest.bytes().position(|b| b == b']') {
+            Some(end) => (
+                &rest[..end],
+                rest[end + 1..]
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok()),
+            ),
             None => (value, None),
         };
     }
-    match value.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+    let (mut first, mut last) = (None, None);
+    for (i, b) in value.bytes().enumerate() {
+        if b == b':' {
+            first = first.or(Some(i));
+            last = Some(i);
+        }
+    }
+    match (first, last) {
+        // One colon: a port. More: an IPv6 address without brackets, and no port.
+        (Some(colon), Some(same)) if colon == same => {
+            (&value[..colon], value[colon + 1..].parse().ok())
+        }
         _ => (value, None),
     }
 }
@@ -308,6 +329,37 @@ mod tests {
         assert_eq!(target_of("http://u:p@h:99/", None).2, Some(99));
         assert_eq!(target_of("https://[2001:db8::1]/", None).1, "2001:db8::1");
         assert_eq!(target_of("https://[2001:db8::1]/", None).2, Some(443));
+        assert_eq!(target_of("/rel", Some(" h.example:83 ")).1, "h.example");
+        assert_eq!(target_of("/rel", Some(" h.example:83 ")).2, Some(83));
+        assert_eq!(
+            target_of("/rel", Some("::1")),
+            (KnownMethod::Get, "::1".into(), None, None)
+        );
+        assert_eq!(target_of("/rel", Some("h:port")).2, None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, the host and port come from it, and a host with a port written
+        /// after it is read back.
+        #[test]
+        fn host_and_port_split_like_the_text_says(
+            host in "[a-z0-9.-]{1,20}",
+            port: u16,
+            user in proptest::option::of("[a-z]{1,8}(:[a-z]{0,8})?"),
+        ) {
+            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+            let text = format!("{user}{host}:{port}");
+            proptest::prop_assert_eq!(split_host_port(&text), (host.as_str(), Some(port)));
+            let bracketed = format!("{user}[{host}]:{port}");
+            proptest::prop_assert_eq!(split_host_port(&bracketed), (host.as_str(), Some(port)));
+            proptest::prop_assert_eq!(split_host_port(&host), (host.as_str(), None));
+        }
+
+        #[test]
+        fn any_text_splits_without_panicking(text in "\\PC{0,40}") {
+            let (host, _) = split_host_port(&text);
+            proptest::prop_assert!(text.contains(host));
+        }
     }
 
     #[test]
