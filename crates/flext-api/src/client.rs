@@ -511,7 +511,10 @@ impl ClientBuilder {
         for f in self.layers {
             stack.push_layer(f);
         }
-        let service = decoded(stack.build(pool.clone()));
+        let service = match stack.build_all_on(pool.clone()) {
+            Ok(all_on) => decoded(all_on),
+            Err(pool) => decoded(stack.build(pool)),
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 service,

@@ -163,7 +163,10 @@ where
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        BoxCloneSyncService::new(self.build(inner))
+        match self.build_all_on(inner) {
+            Ok(all_on) => BoxCloneSyncService::new(all_on),
+            Err(inner) => BoxCloneSyncService::new(self.build(inner)),
+        }
     }
 
     /// The stack over `inner`, unboxed: the layers are combined with `Either` rather than
@@ -243,6 +246,61 @@ where
     }
 }
 
+impl<ResB> Stack<ResB>
+where
+    ResB: http_body::Body + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    /// The stack over `inner` when every layer of the default configuration is on and there
+    /// are no credentials nor custom layers, as one concrete type: the same layers in the
+    /// same order as [`build`](Self::build), without its `Either`s (each of which is one more
+    /// move of the future below it on every call). For any other shape, `inner` back.
+    pub(crate) fn build_all_on<S>(
+        &self,
+        inner: S,
+    ) -> Result<
+        impl Service<Request<Body>, Response = Response<ResB>, Error = BoxError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+        S,
+    >
+    where
+        S: Service<Request<AttemptBody>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let c = &self.config;
+        let (Some(retry), Some(breaker), Some(metrics), None, true, true) = (
+            &self.retry,
+            &self.breaker,
+            &self.metrics,
+            &self.auth,
+            self.custom.is_empty(),
+            c.max_redirects > 0,
+        ) else {
+            return Err(inner);
+        };
+        let attempt = ServiceBuilder::new()
+            .layer(breaker.clone())
+            .layer(
+                TraceLayer::attempt()
+                    .metrics(metrics.clone())
+                    .trace_context(c.trace.propagate),
+            )
+            .layer(AttemptTimeoutLayer::new(c.attempt_timeout))
+            .service(inner)
+            .map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once));
+        Ok(ServiceBuilder::new()
+            .layer(RedirectLayer::new(c.max_redirects))
+            .layer(TraceLayer::logical().trace_context(false))
+            .layer(TotalTimeoutLayer::new(c.timeout))
+            .layer(retry.clone())
+            .service(attempt))
+    }
+}
+
 fn retry_layer(c: &ClientConfig) -> Result<RetryLayer, Error> {
     let r = &c.retry;
     let backoff = Backoff::exponential(r.backoff_base, r.backoff_max).with_jitter(Jitter::Full);
@@ -281,4 +339,99 @@ fn breaker_layer(c: &ClientConfig) -> Result<BreakerLayer, Error> {
     builder
         .build()
         .map_err(|e| Error::builder_source("breaker", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use flext_core::{Attempt, Deadline};
+    use http::StatusCode;
+    use http_body_util::Full;
+    use tower::service_fn;
+
+    /// What the inner service saw of one attempt.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Seen {
+        path: String,
+        attempt: u32,
+        traceparent: bool,
+        deadline: bool,
+    }
+
+    /// 503, then a 302 to `/next`, then 200; every attempt recorded.
+    async fn run(all_on: bool) -> (StatusCode, Vec<Seen>) {
+        let stack: Stack<Full<Bytes>> = stack(&ClientConfig::default()).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let inner = service_fn({
+            let seen = Arc::clone(&seen);
+            move |req: Request<AttemptBody>| {
+                let mut seen = seen.lock().unwrap();
+                seen.push(Seen {
+                    path: req.uri().path().to_owned(),
+                    attempt: Attempt::of(&req).number(),
+                    traceparent: req.headers().contains_key("traceparent"),
+                    deadline: Deadline::of(&req).is_some(),
+                });
+                let mut res = Response::new(Full::new(Bytes::new()));
+                match seen.len() {
+                    1 => *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE,
+                    2 => {
+                        *res.status_mut() = StatusCode::FOUND;
+                        res.headers_mut()
+                            .insert(http::header::LOCATION, "/next".parse().unwrap());
+                    }
+                    _ => {}
+                }
+                std::future::ready(Ok::<_, BoxError>(res))
+            }
+        });
+        let svc: StackService<Full<Bytes>> = if all_on {
+            let Ok(svc) = stack.build_all_on(inner) else {
+                panic!("the default configuration has every layer on");
+            };
+            BoxCloneSyncService::new(svc)
+        } else {
+            BoxCloneSyncService::new(stack.build(inner))
+        };
+        let req = Request::get("http://a.test/first")
+            .body(Body::empty())
+            .unwrap();
+        let status = svc.oneshot(req).await.unwrap().status();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        (status, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_unboxed_default_stack_and_the_general_one_behave_alike() {
+        let seen = |path: &str, attempt| Seen {
+            path: path.to_owned(),
+            attempt,
+            traceparent: true,
+            deadline: true,
+        };
+        let expected = vec![seen("/first", 0), seen("/first", 1), seen("/next", 0)];
+        for all_on in [true, false] {
+            assert_eq!(
+                run(all_on).await,
+                (StatusCode::OK, expected.clone()),
+                "all_on: {all_on}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_default_shape_is_built_unboxed() {
+        let inner = service_fn(|_req: Request<AttemptBody>| {
+            std::future::ready(Ok::<_, BoxError>(Response::new(Full::new(Bytes::new()))))
+        });
+        let off = ClientConfig {
+            max_redirects: 0,
+            ..ClientConfig::default()
+        };
+        let stack: Stack<Full<Bytes>> = stack(&off).unwrap();
+        assert!(stack.build_all_on(inner).is_err());
+    }
 }
