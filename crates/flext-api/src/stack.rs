@@ -18,7 +18,7 @@ use crate::body::Body;
 use crate::config::{BreakerClock, ClientConfig};
 use crate::error::Error;
 use crate::redirect::RedirectLayer;
-use crate::timeout::{AttemptTimeoutLayer, TotalTimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, DeadlineLayer, TotalTimeoutLayer};
 
 /// The request body an attempt carries below the retry and auth layers: the caller's
 /// [`Body`], kept for replay by retry, then by auth's 401 replay.
@@ -295,7 +295,9 @@ where
         Ok(ServiceBuilder::new()
             .layer(RedirectLayer::new(c.max_redirects))
             .layer(TraceLayer::logical().trace_context(false))
-            .layer(TotalTimeoutLayer::new(c.timeout))
+            // The total timeout without a timer of its own: every layer below is bounded by
+            // the deadline in this shape (see `DeadlineLayer`).
+            .layer(DeadlineLayer::new(c.timeout))
             .layer(retry.clone())
             .service(attempt))
     }
@@ -419,6 +421,43 @@ mod tests {
                 (StatusCode::OK, expected.clone()),
                 "all_on: {all_on}"
             );
+        }
+    }
+
+    /// A server that never answers: both shapes give up at the total timeout, to the
+    /// instant, with a timeout error (the unboxed one has no total-timeout timer of its own).
+    #[tokio::test(start_paused = true)]
+    async fn both_shapes_end_a_hung_call_at_the_total_timeout() {
+        let config = ClientConfig::default();
+        for all_on in [true, false] {
+            // A stack each: they would share a retry budget and breakers otherwise.
+            let stack: Stack<Full<Bytes>> = stack(&config).unwrap();
+            let inner = service_fn(|_req: Request<AttemptBody>| {
+                std::future::pending::<Result<Response<Full<Bytes>>, BoxError>>()
+            });
+            let svc: StackService<Full<Bytes>> = if all_on {
+                let Ok(svc) = stack.build_all_on(inner) else {
+                    panic!("the default configuration has every layer on");
+                };
+                BoxCloneSyncService::new(svc)
+            } else {
+                BoxCloneSyncService::new(stack.build(inner))
+            };
+            let start = tokio::time::Instant::now();
+            let req = Request::get("http://a.test/").body(Body::empty()).unwrap();
+            let err = svc.oneshot(req).await.unwrap_err();
+            assert_eq!(start.elapsed(), config.timeout, "all_on: {all_on}");
+            let timed_out = err
+                .downcast_ref::<crate::timeout::TotalTimeoutElapsed>()
+                .is_some()
+                || std::iter::successors(Some(&*err as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| {
+                    e.downcast_ref::<flext_core::TransportError>()
+                        .is_some_and(flext_core::TransportError::is_timeout)
+                });
+            assert!(timed_out, "all_on: {all_on}: {err:?}");
         }
     }
 

@@ -187,6 +187,88 @@ where
     }
 }
 
+/// The total timeout of a stack whose every layer below is already bounded by the
+/// [`Deadline`]: sets it on each request as [`TotalTimeoutLayer`] does, but keeps no timer of
+/// its own, so a call pays for one timer (the attempt's) rather than two.
+///
+/// Only for the default shape of the stack (see `Stack::build_all_on`), where that holds:
+/// retry never starts a backoff that would end past the deadline, the breaker never waits,
+/// the attempt timeout's timer fires by the deadline at the latest, and there are neither
+/// credentials (a token fetch may wait) nor custom layers (which may wait for anything).
+/// A call cut short by the deadline then ends with the attempt's timeout error, as it did
+/// when both timers fired together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeadlineLayer {
+    timeout: Duration,
+}
+
+impl DeadlineLayer {
+    pub(crate) fn new(timeout: Duration) -> DeadlineLayer {
+        DeadlineLayer { timeout }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = SetDeadline<S>;
+
+    fn layer(&self, inner: S) -> SetDeadline<S> {
+        SetDeadline {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The service of [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct SetDeadline<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S, B> Service<Request<B>> for SetDeadline<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = DeadlineFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let own = Deadline::after_from(tokio::time::Instant::now(), self.timeout);
+        let deadline = Deadline::of(&req).map_or(own, |d| d.min(own));
+        req.extensions_mut().insert(deadline);
+        DeadlineFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`SetDeadline`]: the inner one, its error made a `BoxError`.
+    pub(crate) struct DeadlineFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, T, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_err(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +336,25 @@ mod tests {
         let start = tokio::time::Instant::now();
         assert!(svc.oneshot(req).await.is_err());
         assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_layer_sets_the_deadline_and_the_attempt_timeout_keeps_it() {
+        let svc = DeadlineLayer::new(Duration::from_secs(2)).layer(
+            AttemptTimeoutLayer::new(Duration::from_secs(10)).layer(slow(Duration::from_secs(5))),
+        );
+        let start = tokio::time::Instant::now();
+        let err = svc.oneshot(Request::new(())).await.unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert!(TransportError::find(&*err).is_some_and(TransportError::is_timeout));
+
+        // A sooner deadline of the request's own wins; the deadline reaches the inner service.
+        let svc = DeadlineLayer::new(Duration::from_secs(30)).layer(slow(Duration::from_secs(1)));
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(Deadline::after(Duration::from_secs(3)));
+        let deadline = svc.oneshot(req).await.unwrap().unwrap();
+        assert_eq!(deadline.remaining(), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
