@@ -192,9 +192,10 @@ where
 /// its own, so a call pays for one timer (the attempt's) rather than two.
 ///
 /// Only for the default shape of the stack (see `Stack::build_all_on`), where that holds:
-/// retry never starts a backoff that would end past the deadline, the breaker never waits,
-/// the attempt timeout's timer fires by the deadline at the latest, and there are neither
-/// credentials (a token fetch may wait) nor custom layers (which may wait for anything).
+/// retry never starts a backoff that would end past the deadline nor waits past it for the
+/// inner service to be ready for a resend, the breaker never waits, the attempt timeout's
+/// timer fires by the deadline at the latest, and there are neither credentials (a token
+/// fetch may wait) nor custom layers (which may wait for anything).
 /// A call cut short by the deadline then ends with the attempt's timeout error, as it did
 /// when both timers fired together.
 #[derive(Debug, Clone, Copy)]

@@ -338,7 +338,13 @@ impl<'a> OriginRef<'a> {
             return Err(OriginError::new(ErrorKind::MissingHost));
         }
         // User-info (`user:pass@`) is not part of an origin; `host()` already leaves it out.
-        let port = uri.port_u16().unwrap_or(scheme.default_port());
+        let port = match uri.port_u16() {
+            Some(port) => port,
+            // `http` parses a port past 65535 but gives no number for it: refuse it rather
+            // than take the scheme's default. An empty port (`host:`) is the default.
+            None if has_port_digits(uri) => return Err(OriginError::new(ErrorKind::InvalidPort)),
+            None => scheme.default_port(),
+        };
         Ok(OriginRef { scheme, host, port })
     }
 
@@ -421,6 +427,20 @@ enum ErrorKind {
     InvalidUri,
     HasPath,
     HasUserInfo,
+    InvalidPort,
+}
+
+/// Whether the authority of `uri` writes a port after its host (`:` and at least a digit).
+fn has_port_digits(uri: &Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let a = authority.as_str();
+    let host_port = a.rsplit_once('@').map_or(a, |(_, h)| h);
+    // After an IPv6 literal's `]`, or anywhere in a name or IPv4 address.
+    let tail = host_port.rsplit_once(']').map_or(host_port, |(_, t)| t);
+    tail.rsplit_once(':')
+        .is_some_and(|(_, digits)| !digits.is_empty())
 }
 
 impl OriginError {
@@ -443,9 +463,12 @@ impl OriginError {
         self.kind == ErrorKind::MissingHost
     }
 
-    /// The text is not a URI, or the host cannot appear in one.
+    /// The text is not a URI, the host cannot appear in one, or the port is past 65535.
     pub fn is_invalid(&self) -> bool {
-        matches!(self.kind, ErrorKind::InvalidUri | ErrorKind::InvalidHost)
+        matches!(
+            self.kind,
+            ErrorKind::InvalidUri | ErrorKind::InvalidHost | ErrorKind::InvalidPort
+        )
     }
 
     /// The text has a path, query or fragment, which an origin does not.
@@ -471,6 +494,7 @@ impl fmt::Display for OriginError {
             ErrorKind::InvalidUri => "text is not a valid uri",
             ErrorKind::HasPath => "an origin has no path, query or fragment",
             ErrorKind::HasUserInfo => "an origin has no user-info (user:password@)",
+            ErrorKind::InvalidPort => "port is not a number from 0 to 65535",
         })
     }
 }
@@ -513,6 +537,28 @@ mod tests {
         let mut h = DefaultHasher::new();
         t.hash(&mut h);
         h.finish()
+    }
+
+    #[test]
+    fn a_port_past_65535_is_refused_not_taken_for_the_default() {
+        for text in [
+            "http://a:65536/",
+            "http://a:65616/x",
+            "https://u@[::1]:99999/",
+        ] {
+            let uri: Uri = text.parse().unwrap();
+            let e = OriginRef::from_uri(&uri).unwrap_err();
+            assert!(e.is_invalid(), "{text}: {e}");
+            assert!(e.to_string().contains("port"), "{e}");
+        }
+        for (text, port) in [
+            ("http://a:/", 80),
+            ("http://a:65535/", 65535),
+            ("https://[::1]/", 443),
+        ] {
+            let uri: Uri = text.parse().unwrap();
+            assert_eq!(OriginRef::from_uri(&uri).unwrap().port(), port, "{text}");
+        }
     }
 
     #[test]

@@ -151,13 +151,20 @@ where
     }
 
     fn origin_pool(&self, uri: &Uri) -> Result<Arc<OriginPool<B>>, Error> {
-        if let Some(pool) = &*self.shared.recent.load()
+        let recent = self.shared.recent.load();
+        if let Some(pool) = &*recent
             && pool.origin.is_spelled_by(uri)
         {
             return Ok(Arc::clone(pool));
         }
         let pool = self.find_or_add(uri)?;
-        self.shared.recent.store(Some(Arc::clone(&pool)));
+        // Written only when it changes: the same origin spelled another way (user-info, upper
+        // case) misses the quick check but finds the same pool.
+        let unchanged = recent.as_ref().is_some_and(|r| Arc::ptr_eq(r, &pool));
+        drop(recent);
+        if !unchanged {
+            self.shared.recent.store(Some(Arc::clone(&pool)));
+        }
         Ok(pool)
     }
 

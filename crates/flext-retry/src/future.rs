@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Buf;
 use flext_core::{Attempt, BoxError, Classify, Deadline, Failure, NotReplayable, Outcome};
 use flext_core::{ReplayBody, Replayable, RequestHead};
+use flext_core::{Sent, TransportError};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -57,6 +58,10 @@ pin_project! {
         },
         Ready {
             next: Option<ReplayBody<B>>,
+            // Made when the inner service is not ready for the retry: the wait for it ends
+            // at the request's deadline, as a backoff would. Boxed: only a retry that finds
+            // the inner service busy pays for it.
+            wait: Option<Pin<Box<Sleep>>>,
         },
         Done,
     }
@@ -153,7 +158,10 @@ where
                             let mut drain = std::pin::pin!(drain);
                             let mut drained = 0;
                             poll_drain(drain.as_mut(), &mut drained, this.ctx.drain_limit(), cx);
-                            this.state.set(State::Ready { next: Some(next) });
+                            this.state.set(State::Ready {
+                                next: Some(next),
+                                wait: None,
+                            });
                         }
                         Next::Retry { delay, drain, next } => {
                             this.state.set(State::Backoff {
@@ -174,14 +182,29 @@ where
                     poll_drain(drain, drained, this.ctx.drain_limit(), cx);
                     ready!(sleep.as_mut().poll(cx));
                     let next = next.take();
-                    this.state.set(State::Ready { next });
+                    this.state.set(State::Ready { next, wait: None });
                 }
-                StateProj::Ready { next } => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                StateProj::Ready { next, wait } => {
+                    let ready: Result<(), BoxError> = match this.service.poll_ready(cx) {
+                        Poll::Ready(ready) => ready.map_err(Into::into),
+                        Poll::Pending => {
+                            let Some(deadline) = this.ctx.deadline() else {
+                                return Poll::Pending;
+                            };
+                            let wait = wait.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(deadline.instant()))
+                            });
+                            ready!(wait.as_mut().poll(cx));
+                            // The deadline passed while the inner service was busy.
+                            Err(TransportError::timeout(Sent::No).into())
+                        }
+                    };
+                    if let Err(e) = ready {
+                        let reason = this.ctx.past_deadline().then_some(StopReason::Deadline);
                         this.state.set(State::Done);
                         // The retry never went out: it is not an attempt made.
                         this.ctx.info.unsent();
-                        return Poll::Ready(Err(this.ctx.fail(e.into(), None)));
+                        return Poll::Ready(Err(this.ctx.fail(e, reason)));
                     }
                     // Invariant: `Ready` is only entered with the body `decide` took.
                     let Some(body) = next.take() else {
@@ -220,6 +243,16 @@ fn poll_drain<R: Body>(
 }
 
 impl<B, C> Ctx<B, C> {
+    /// The request's deadline, while its head is kept.
+    fn deadline(&self) -> Option<Deadline> {
+        self.head.as_ref()?.extensions.get::<Deadline>().copied()
+    }
+
+    /// Whether the request's deadline has passed.
+    fn past_deadline(&self) -> bool {
+        self.deadline().is_some_and(|d| d.remaining().is_zero())
+    }
+
     /// For a request that is not retried.
     pub(crate) fn once(shared: Arc<Shared<C>>) -> Ctx<B, C> {
         Ctx {

@@ -292,6 +292,54 @@ async fn never_sleeps_past_the_deadline() {
     assert_eq!(layer.metrics().deadline_reached, 1);
 }
 
+/// Ready for its first call only, then busy for good: a retry waits on its `poll_ready`.
+#[derive(Clone, Default)]
+struct BusyAfterOne {
+    calls: Arc<AtomicU32>,
+}
+
+impl Service<Req> for BusyAfterOne {
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.calls.load(Ordering::SeqCst) == 0 {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _req: Req) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut res = Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        std::future::ready(Ok(res))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_waits_for_a_busy_service_past_the_deadline() {
+    let layer = layer().build().unwrap();
+    let svc = BusyAfterOne::default();
+    let mut req = get();
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_secs(1)));
+    let t0 = Instant::now();
+    let mut retry = tower_layer::Layer::layer(&layer, svc.clone());
+    let err = retry.ready().await.unwrap().call(req).await.unwrap_err();
+    // The backoff (100 ms) ended before the deadline; the wait for the busy service did not.
+    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+    assert_eq!(svc.calls.load(Ordering::SeqCst), 1);
+    let t = TransportError::find(err.inner()).expect("a transport error");
+    assert!(t.is_timeout(), "{err:?}");
+    assert_eq!(t.sent(), Sent::No);
+    assert_eq!(err.stop_reason(), Some(StopReason::Deadline));
+    // The retry never went out: one attempt made.
+    assert_eq!(err.info().attempts(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_empty_budget_stops_retries_and_is_counted() {
     let layer = layer()
