@@ -363,6 +363,25 @@ mod tests {
         deadline: bool,
     }
 
+    /// The default stack over `inner`, unboxed (`all_on`) or as the general shape builds it.
+    fn shaped<S>(stack: &Stack<Full<Bytes>>, inner: S, all_on: bool) -> StackService<Full<Bytes>>
+    where
+        S: Service<Request<AttemptBody>, Response = Response<Full<Bytes>>, Error = BoxError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        if !all_on {
+            return BoxCloneSyncService::new(stack.build(inner));
+        }
+        match stack.build_all_on(inner) {
+            Ok(svc) => BoxCloneSyncService::new(svc),
+            Err(_) => panic!("the default configuration has every layer on"),
+        }
+    }
+
     /// 503, then a 302 to `/next`, then 200; every attempt recorded.
     async fn run(all_on: bool) -> (StatusCode, Vec<Seen>) {
         let stack: Stack<Full<Bytes>> = stack(&ClientConfig::default()).unwrap();
@@ -390,14 +409,7 @@ mod tests {
                 std::future::ready(Ok::<_, BoxError>(res))
             }
         });
-        let svc: StackService<Full<Bytes>> = if all_on {
-            let Ok(svc) = stack.build_all_on(inner) else {
-                panic!("the default configuration has every layer on");
-            };
-            BoxCloneSyncService::new(svc)
-        } else {
-            BoxCloneSyncService::new(stack.build(inner))
-        };
+        let svc = shaped(&stack, inner, all_on);
         let req = Request::get("http://a.test/first")
             .body(Body::empty())
             .unwrap();
@@ -435,14 +447,7 @@ mod tests {
             let inner = service_fn(|_req: Request<AttemptBody>| {
                 std::future::pending::<Result<Response<Full<Bytes>>, BoxError>>()
             });
-            let svc: StackService<Full<Bytes>> = if all_on {
-                let Ok(svc) = stack.build_all_on(inner) else {
-                    panic!("the default configuration has every layer on");
-                };
-                BoxCloneSyncService::new(svc)
-            } else {
-                BoxCloneSyncService::new(stack.build(inner))
-            };
+            let svc = shaped(&stack, inner, all_on);
             let start = tokio::time::Instant::now();
             let req = Request::get("http://a.test/").body(Body::empty()).unwrap();
             let err = svc.oneshot(req).await.unwrap_err();
