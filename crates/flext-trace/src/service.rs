@@ -14,7 +14,7 @@ use crate::attributes::{KnownMethod, Target, UrlTemplate, is_absolute};
 use crate::config::{Config, Mode};
 use crate::future::{OwnedRequest, Recording, ResponseFuture};
 use crate::layer::TraceLayer;
-use crate::metrics::{RequestAttributes, Started};
+use crate::metrics::{RequestAttributes, Started, spelling};
 use crate::propagate::{self, Logical};
 use crate::redact::RecordedHeaders;
 use crate::span::{self, Fields, level_enabled};
@@ -162,6 +162,11 @@ fn open<B>(config: &Config, request: &Request<B>) -> (Span, Option<Started>, Opt
         // Nobody reads the request's attributes: skip parsing the authority.
         return (Span::none(), None, None);
     }
+    if !span_enabled && config.recorder.is_none() {
+        // The built-in metrics alone: they remember the last target and skip the parse.
+        let started = config.metrics.as_ref().map(|m| m.start_request(request));
+        return (Span::none(), started, None);
+    }
     let target = Target::of(request);
     let span = if span_enabled {
         let host = if is_absolute(request.uri()) {
@@ -195,7 +200,10 @@ fn open<B>(config: &Config, request: &Request<B>) -> (Span, Option<Started>, Opt
         server_address: target.address,
         server_port: target.port,
     };
-    let started = config.metrics.as_ref().map(|m| m.start(&attributes));
+    let started = config
+        .metrics
+        .as_ref()
+        .map(|m| m.start_spelled(&attributes, || spelling(request.uri())));
     let owned = config.recorder.as_ref().map(|r| {
         r.request_started(&attributes);
         OwnedRequest::new(&attributes)

@@ -2,12 +2,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use http::{Request, Uri};
 
 use super::exposition::{ActiveSeries, DurationSeries, MetricsSnapshot, SeriesAttributes};
 use super::table::Table;
 use super::{DURATION_BUCKETS, RequestAttributes};
+use crate::attributes::{KnownMethod, Target};
 
 /// The bucket bounds in nanoseconds, so that recording is integer work.
 const BOUNDS_NANOS: [u64; 14] = {
@@ -53,6 +56,10 @@ pub struct HttpClientMetrics {
 
 struct Inner {
     targets: Table<TargetEntry>,
+    // The target the last `start_request` found (`OVERFLOW`: none yet). Most clients talk to
+    // one origin: a request written like that target's first one skips the parse of its
+    // authority and the table's hash and probe.
+    recent: AtomicU32,
     durations: Table<DurationEntry>,
     overflow_active: AtomicI64,
     overflow_durations: Histogram,
@@ -63,6 +70,9 @@ struct TargetEntry {
     address: Box<str>,
     port: Option<u16>,
     active: AtomicI64,
+    // How the first request of this target wrote its origin (`scheme://authority`), for the
+    // quick check of `start_request`; `None` when that request had no absolute URI.
+    spelled: Option<Box<str>>,
 }
 
 struct DurationEntry {
@@ -117,6 +127,7 @@ impl HttpClientMetrics {
         HttpClientMetrics {
             inner: Arc::new(Inner {
                 targets: Table::new(limit),
+                recent: AtomicU32::new(OVERFLOW),
                 durations: Table::new(limit),
                 overflow_active: AtomicI64::new(0),
                 overflow_durations: Histogram::default(),
@@ -124,7 +135,46 @@ impl HttpClientMetrics {
         }
     }
 
+    /// [`start`](Self::start) for `request`: the target the last call found when `request`
+    /// writes the same method, scheme and authority, without parsing them again.
+    pub(crate) fn start_request<B>(&self, request: &Request<B>) -> Started {
+        let method = KnownMethod::of(request.method()).as_str();
+        let recent = self.inner.recent.load(Ordering::Relaxed);
+        if let Some(entry) = self.inner.targets.get(recent as usize)
+            && entry.method == method
+            && entry
+                .spelled
+                .as_deref()
+                .is_some_and(|spelled| spelled_as(spelled, request.uri()))
+        {
+            entry.active.fetch_add(1, Ordering::Relaxed);
+            return Started { target: recent };
+        }
+        let target = Target::of(request);
+        let attributes = RequestAttributes {
+            method: target.method.as_str(),
+            server_address: target.address,
+            server_port: target.port,
+        };
+        let started = self.start_spelled(&attributes, || spelling(request.uri()));
+        if started.target != OVERFLOW {
+            self.inner.recent.store(started.target, Ordering::Relaxed);
+        }
+        started
+    }
+
+    #[cfg(test)]
     pub(crate) fn start(&self, request: &RequestAttributes<'_>) -> Started {
+        self.start_spelled(request, || None)
+    }
+
+    /// `start`, with how the request wrote its origin kept for `start_request` when the
+    /// target is new.
+    pub(crate) fn start_spelled(
+        &self,
+        request: &RequestAttributes<'_>,
+        spelled: impl Fn() -> Option<Box<str>>,
+    ) -> Started {
         let targets = &self.inner.targets;
         let hash = targets.hash(&(request.method, request.server_address, request.server_port));
         let index = targets.find_or_insert(
@@ -139,6 +189,7 @@ impl HttpClientMetrics {
                 address: request.server_address.into(),
                 port: request.server_port,
                 active: AtomicI64::new(0),
+                spelled: spelled(),
             },
         );
         let target = match index.and_then(|i| u32::try_from(i).ok()) {
@@ -258,6 +309,23 @@ impl fmt::Debug for HttpClientMetrics {
     }
 }
 
+/// `scheme://authority` of an absolute URI.
+pub(crate) fn spelling(uri: &Uri) -> Option<Box<str>> {
+    let (scheme, authority) = (uri.scheme_str()?, uri.authority()?);
+    Some(format!("{scheme}://{authority}").into_boxed_str())
+}
+
+/// Whether `uri` writes its scheme and authority as `spelled` (from [`spelling`]) does.
+fn spelled_as(spelled: &str, uri: &Uri) -> bool {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return false;
+    };
+    spelled
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .is_some_and(|rest| rest == authority.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +336,53 @@ mod tests {
             server_address: address,
             server_port: Some(80),
         }
+    }
+
+    /// The quick path finds the series the full parse finds, whatever the order of targets.
+    #[test]
+    fn a_remembered_target_is_only_reused_for_the_same_spelling() {
+        let m = HttpClientMetrics::new();
+        let requests = [
+            ("GET", "http://a.test/x"),
+            ("GET", "http://a.test/y"),
+            ("POST", "http://a.test/x"),
+            ("GET", "https://a.test/x"),
+            ("GET", "http://a.test:8080/x"),
+            ("GET", "http://u@a.test/x"),
+            ("GET", "http://b.test/x"),
+            ("GET", "http://a.test/z"),
+            ("GET", "http://[::1]:80/"),
+            ("GET", "http://[::1]/"),
+        ];
+        for round in 0..3 {
+            for (i, (method, uri)) in requests.iter().enumerate() {
+                let req = Request::builder()
+                    .method(*method)
+                    .uri(*uri)
+                    .body(())
+                    .unwrap();
+                let quick = m.start_request(&req);
+                let t = Target::of(&req);
+                let full = m.start(&RequestAttributes {
+                    method: t.method.as_str(),
+                    server_address: t.address,
+                    server_port: t.port,
+                });
+                assert_eq!(
+                    quick.target, full.target,
+                    "round {round}, request {i}: {method} {uri}"
+                );
+                m.finish(quick, Some(200), None, Duration::from_millis(1));
+                m.finish(full, Some(200), None, Duration::from_millis(1));
+            }
+        }
+        // a.test:80 by GET (x, y, z and with user-info), by POST, https, :8080, b.test, [::1]:80.
+        let snapshot = m.snapshot();
+        assert_eq!(snapshot.request_count(), 2 * 3 * requests.len() as u64);
+        assert!(snapshot.active_requests().iter().all(|a| a.value() == 0));
+        // Six targets: the paths and the user-info spelling share `a.test:80` by GET, and
+        // `[::1]` is `[::1]:80`.
+        assert_eq!(snapshot.active_requests().len(), 6);
     }
 
     #[test]

@@ -21,8 +21,8 @@ mod facade;
 mod otel;
 mod table;
 
-pub(crate) use builtin::Started;
 pub use builtin::{DEFAULT_CARDINALITY_LIMIT, HttpClientMetrics};
+pub(crate) use builtin::{Started, spelling};
 pub use exposition::{ActiveSeries, DurationSeries, MetricsSnapshot, SeriesAttributes};
 #[cfg(feature = "metrics")]
 pub use facade::MetricsFacade;
