@@ -124,9 +124,7 @@ impl RequestBuilder {
     /// A timeout for this call, within the client's total timeout.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.with(move |req| {
-            let d = Deadline::after(timeout);
-            let d = Deadline::of(req).map_or(d, |old| old.min(d));
-            req.extensions_mut().insert(d);
+            Deadline::after(timeout).set_on(req);
             Ok(())
         })
     }

@@ -192,11 +192,7 @@ where
     {
         let c = &self.config;
         // Below the breaker: the attempt span and the attempt timeout.
-        let trace_attempt = self.metrics.as_ref().map(|m| {
-            TraceLayer::attempt()
-                .metrics(m.clone())
-                .trace_context(c.trace.propagate)
-        });
+        let trace_attempt = self.metrics.as_ref().map(|m| attempt_trace(c, m));
         // Every service here already fails with a `BoxError` (the attempt timeout converts
         // the inner service's error): no `map_err` wrapper, whose future would be one more
         // move of everything below it per call.
@@ -221,23 +217,16 @@ where
             // Boxed: the 401 replay's state would otherwise grow every request's future,
             // credentials or not, and each outer layer moves that future.
             Some(auth) => Either::Left(auth.layer(attempt).map_future(Box::pin)),
-            None => Either::Right(
-                attempt.map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once)),
-            ),
+            None => Either::Right(attempt.map_request(replay_once::<ReplayBody<Body>>)),
         };
         // The total timeout goes in each arm: it turns retry's error into a `BoxError` itself,
         // so no `map_err` wrapper is needed to make the arms' errors agree.
         let total = TotalTimeoutLayer::new(c.timeout);
         let retried = match &self.retry {
             Some(retry) => Either::Left(total.layer(retry.layer(authed))),
-            None => Either::Right(
-                total.layer(authed.map_request(|req: Request<Body>| req.map(ReplayBody::once))),
-            ),
+            None => Either::Right(total.layer(authed.map_request(replay_once::<Body>))),
         };
-        let trace_logical = self
-            .metrics
-            .as_ref()
-            .map(|_| TraceLayer::logical().trace_context(false));
+        let trace_logical = self.metrics.as_ref().map(|_| logical_trace());
         let outer = ServiceBuilder::new()
             .option_layer(trace_logical)
             .service(retried);
@@ -284,23 +273,36 @@ where
         };
         let attempt = ServiceBuilder::new()
             .layer(breaker.clone())
-            .layer(
-                TraceLayer::attempt()
-                    .metrics(metrics.clone())
-                    .trace_context(c.trace.propagate),
-            )
+            .layer(attempt_trace(c, metrics))
             .layer(AttemptTimeoutLayer::new(c.attempt_timeout))
             .service(inner)
-            .map_request(|req: Request<ReplayBody<Body>>| req.map(ReplayBody::once));
+            .map_request(replay_once::<ReplayBody<Body>>);
         Ok(ServiceBuilder::new()
             .layer(RedirectLayer::new(c.max_redirects))
-            .layer(TraceLayer::logical().trace_context(false))
+            .layer(logical_trace())
             // The total timeout without a timer of its own: every layer below is bounded by
             // the deadline in this shape (see `DeadlineLayer`).
             .layer(DeadlineLayer::new(c.timeout))
             .layer(retry.clone())
             .service(attempt))
     }
+}
+
+/// The attempt span, with the client's metrics and `traceparent` setting; both shapes use it.
+fn attempt_trace(c: &ClientConfig, metrics: &HttpClientMetrics) -> TraceLayer {
+    TraceLayer::attempt()
+        .metrics(metrics.clone())
+        .trace_context(c.trace.propagate)
+}
+
+/// The logical span: it shares one trace among a call's attempts and injects nothing itself.
+fn logical_trace() -> TraceLayer {
+    TraceLayer::logical().trace_context(false)
+}
+
+/// A request whose body is sent once, kept by no layer (where retry or auth is off).
+fn replay_once<B>(req: Request<B>) -> Request<ReplayBody<B>> {
+    req.map(ReplayBody::once)
 }
 
 fn retry_layer(c: &ClientConfig) -> Result<RetryLayer, Error> {

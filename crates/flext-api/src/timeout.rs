@@ -125,20 +125,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let existing = Deadline::of(&req);
         // One clock read per call (tokio's, so that paused-clock tests see these timeouts).
         let now = tokio::time::Instant::now();
         let (deadline, on_elapsed) = match self.mode {
             Mode::Total(timeout) => {
-                let own = Deadline::after_from(now, timeout);
-                let deadline = existing.map_or(own, |d| d.min(own));
-                req.extensions_mut().insert(deadline);
+                let deadline = Deadline::after_from(now, timeout).set_on(&mut req);
                 let after = deadline.instant().saturating_duration_since(now);
                 (deadline, OnElapsed::Total(after))
             }
             Mode::Attempt(timeout) => {
                 let own = Deadline::after_from(now, timeout);
-                (existing.map_or(own, |d| d.min(own)), OnElapsed::Attempt)
+                (
+                    Deadline::of(&req).map_or(own, |d| d.min(own)),
+                    OnElapsed::Attempt,
+                )
             }
         };
         ResponseFuture {
@@ -241,9 +241,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let own = Deadline::after_from(tokio::time::Instant::now(), self.timeout);
-        let deadline = Deadline::of(&req).map_or(own, |d| d.min(own));
-        req.extensions_mut().insert(deadline);
+        Deadline::after_from(tokio::time::Instant::now(), self.timeout).set_on(&mut req);
         DeadlineFuture {
             inner: self.inner.call(req),
         }

@@ -123,6 +123,29 @@ impl Deadline {
     pub fn of<B>(req: &http::Request<B>) -> Option<Deadline> {
         req.extensions().get::<Deadline>().copied()
     }
+
+    /// Sets this deadline on `req`, unless the request carries an earlier one, and returns
+    /// the deadline the request carries then.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flext_core::Deadline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut req = http::Request::new(());
+    /// let soon = Deadline::after(Duration::from_secs(1));
+    /// assert_eq!(soon.set_on(&mut req), soon);
+    /// // A later deadline leaves the request's own in place.
+    /// assert_eq!(Deadline::after(Duration::from_secs(30)).set_on(&mut req), soon);
+    /// assert_eq!(Deadline::of(&req), Some(soon));
+    /// # }
+    /// ```
+    pub fn set_on<B>(self, req: &mut http::Request<B>) -> Deadline {
+        let deadline = Deadline::of(req).map_or(self, |own| own.min(self));
+        req.extensions_mut().insert(deadline);
+        deadline
+    }
 }
 
 /// A copy of a request's head (method, URI, version, headers, extensions), kept by the layers

@@ -250,7 +250,7 @@ impl<B, C> Ctx<B, C> {
 
     /// Whether the request's deadline has passed.
     fn past_deadline(&self) -> bool {
-        self.deadline().is_some_and(|d| d.remaining().is_zero())
+        self.deadline().is_some_and(Deadline::is_expired)
     }
 
     /// For a request that is not retried.
@@ -336,7 +336,7 @@ impl<B, C: Classify> Ctx<B, C> {
             }
         };
         let idempotency = Idempotency::of(&head.method, headers, &head.extensions);
-        let deadline = head.extensions.get::<Deadline>().copied();
+        let deadline = self.deadline();
         let plan = policy::plan(
             &shared.config,
             failure,

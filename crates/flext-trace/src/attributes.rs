@@ -9,6 +9,8 @@ use std::io;
 use flext_core::{FailureKind, TransportError, classify_error_chain};
 use http::{Method, Request, Uri, Version, header};
 
+use crate::metrics::RequestAttributes;
+
 /// The low-cardinality template of a request's path, as a request extension: the span is then
 /// named `{method} {template}` and carries `url.template`.
 ///
@@ -137,6 +139,17 @@ impl<'a> Target<'a> {
             address,
             port: port.or(default_port),
             scheme,
+        }
+    }
+}
+
+impl<'a> Target<'a> {
+    /// The metrics attributes of the target.
+    pub(crate) fn attributes(&self) -> RequestAttributes<'a> {
+        RequestAttributes {
+            method: self.method.as_str(),
+            server_address: self.address,
+            server_port: self.port,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::attributes::{KnownMethod, Target, UrlTemplate, is_absolute};
 use crate::config::{Config, Mode};
 use crate::future::{OwnedRequest, Recording, ResponseFuture};
 use crate::layer::TraceLayer;
-use crate::metrics::{RequestAttributes, Started, spelling};
+use crate::metrics::{Started, spelling};
 use crate::propagate::{self, Logical};
 use crate::redact::RecordedHeaders;
 use crate::span::{self, Fields, level_enabled};
@@ -195,11 +195,7 @@ fn open<B>(config: &Config, request: &Request<B>) -> (Span, Option<Started>, Opt
     } else {
         Span::none()
     };
-    let attributes = RequestAttributes {
-        method: target.method.as_str(),
-        server_address: target.address,
-        server_port: target.port,
-    };
+    let attributes = target.attributes();
     let started = config
         .metrics
         .as_ref()

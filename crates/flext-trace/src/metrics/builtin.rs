@@ -150,12 +150,7 @@ impl HttpClientMetrics {
             entry.active.fetch_add(1, Ordering::Relaxed);
             return Started { target: recent };
         }
-        let target = Target::of(request);
-        let attributes = RequestAttributes {
-            method: target.method.as_str(),
-            server_address: target.address,
-            server_port: target.port,
-        };
+        let attributes = Target::of(request).attributes();
         let started = self.start_spelled(&attributes, || spelling(request.uri()));
         if started.target != OVERFLOW {
             self.inner.recent.store(started.target, Ordering::Relaxed);
@@ -362,12 +357,7 @@ mod tests {
                     .body(())
                     .unwrap();
                 let quick = m.start_request(&req);
-                let t = Target::of(&req);
-                let full = m.start(&RequestAttributes {
-                    method: t.method.as_str(),
-                    server_address: t.address,
-                    server_port: t.port,
-                });
+                let full = m.start(&Target::of(&req).attributes());
                 assert_eq!(
                     quick.target, full.target,
                     "round {round}, request {i}: {method} {uri}"
