@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
-use flext_api::{AttemptBody, Body, ClientConfig, StackService};
+use flext_api::{AttemptBody, Body, ClientConfig, Propagate, StackService};
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Empty;
 use tower::{Service, service_fn};
@@ -70,7 +70,9 @@ fn configs() -> Vec<(&'static str, ClientConfig)> {
     let mut no_trace = full.clone();
     no_trace.trace.enabled = false;
     let mut no_traceparent = full.clone();
-    no_traceparent.trace.propagate = false;
+    no_traceparent.trace.propagate = Propagate::Off;
+    let mut always_traceparent = full.clone();
+    always_traceparent.trace.propagate = Propagate::Always;
     let mut no_redirects = full.clone();
     no_redirects.max_redirects = 0;
     let mut bare = full.clone();
@@ -83,6 +85,7 @@ fn configs() -> Vec<(&'static str, ClientConfig)> {
         ("retry off", no_retry),
         ("breaker off", no_breaker),
         ("trace off", no_trace),
+        ("traceparent always", always_traceparent),
         ("traceparent off", no_traceparent),
         ("redirects off", no_redirects),
         ("all off (timeouts, boxing)", bare),

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
-use flext_trace::{HttpClientMetrics, TraceLayer};
+use flext_trace::{HttpClientMetrics, TraceContext, TraceLayer};
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
@@ -112,7 +112,12 @@ where
 fn bench(c: &mut Criterion) {
     let mut baseline = inner();
     let mut flext = TraceLayer::attempt().layer(inner());
-    let mut flext_quiet = TraceLayer::attempt().trace_context(false).layer(inner());
+    let mut flext_always = TraceLayer::attempt()
+        .trace_context(TraceContext::Always)
+        .layer(inner());
+    let mut flext_quiet = TraceLayer::attempt()
+        .trace_context(TraceContext::Off)
+        .layer(inner());
     let metrics = HttpClientMetrics::new();
     let mut flext_metrics = TraceLayer::attempt()
         .metrics(metrics.clone())
@@ -122,8 +127,9 @@ fn bench(c: &mut Criterion) {
 
     println!("allocations, no subscriber:");
     print_allocations("baseline (no layer)", &mut baseline);
-    print_allocations("flext attempt (traceparent)", &mut flext);
-    print_allocations("flext attempt, no traceparent", &mut flext_quiet);
+    print_allocations("flext attempt (default)", &mut flext);
+    print_allocations("flext attempt, traceparent always", &mut flext_always);
+    print_allocations("flext attempt, traceparent off", &mut flext_quiet);
     print_allocations("flext attempt + metrics", &mut flext_metrics);
     print_allocations("flext logical", &mut logical);
     print_allocations("tower-http TraceLayer", &mut peer);
@@ -135,12 +141,17 @@ fn bench(c: &mut Criterion) {
         }
     };
     over(print_cpu_time(
-        "flext attempt (traceparent)",
+        "flext attempt (default)",
         &mut flext,
         2_000_000,
     ));
     over(print_cpu_time(
-        "flext attempt, no traceparent",
+        "flext attempt, traceparent always",
+        &mut flext_always,
+        2_000_000,
+    ));
+    over(print_cpu_time(
+        "flext attempt, traceparent off",
         &mut flext_quiet,
         2_000_000,
     ));
@@ -159,7 +170,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("trace/no-subscriber");
     group.bench_function("baseline", |b| b.iter(|| one_call(&mut baseline)));
     group.bench_function("flext-attempt", |b| b.iter(|| one_call(&mut flext)));
-    group.bench_function("flext-attempt-no-traceparent", |b| {
+    group.bench_function("flext-attempt-traceparent-always", |b| {
+        b.iter(|| one_call(&mut flext_always));
+    });
+    group.bench_function("flext-attempt-traceparent-off", |b| {
         b.iter(|| one_call(&mut flext_quiet));
     });
     group.bench_function("flext-attempt-metrics", |b| {

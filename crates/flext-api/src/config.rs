@@ -285,15 +285,44 @@ impl Default for PoolSettings {
 pub struct TraceSettings {
     /// Spans and metrics. Default: on.
     pub enabled: bool,
-    /// Inject W3C `traceparent`. Default: on.
-    pub propagate: bool,
+    /// When to send W3C `traceparent`. Default: [`Propagate::Recorded`].
+    pub propagate: Propagate,
+}
+
+/// When the client sends W3C trace context (`trace.propagate` in a config file: `"off"`,
+/// `"recorded"` or `"always"`); see [`flext_trace::TraceContext`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Propagate {
+    /// Never; a `traceparent` the caller set is sent as it is.
+    Off,
+    /// The default: the call's trace is sent when a `tracing` subscriber records its spans
+    /// (their `trace_id` is the one sent), or when the call already belongs to a trace (an
+    /// OpenTelemetry context, a `traceparent` the caller set). With nothing recording, no
+    /// trace is made up: what OpenTelemetry instrumentation does with no tracer installed.
+    #[default]
+    Recorded,
+    /// Every call carries a trace id, recorded or not (flags `00` when nothing records it).
+    Always,
+}
+
+impl Propagate {
+    /// The flext-trace setting this stands for.
+    pub(crate) fn trace_context(self) -> flext_trace::TraceContext {
+        match self {
+            Propagate::Off => flext_trace::TraceContext::Off,
+            Propagate::Recorded => flext_trace::TraceContext::Recorded,
+            Propagate::Always => flext_trace::TraceContext::Always,
+        }
+    }
 }
 
 impl Default for TraceSettings {
     fn default() -> TraceSettings {
         TraceSettings {
             enabled: true,
-            propagate: true,
+            propagate: Propagate::Recorded,
         }
     }
 }

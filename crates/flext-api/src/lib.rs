@@ -78,8 +78,8 @@ mod url;
 pub use body::Body;
 pub use client::{Client, ClientBuilder, DEFAULT_USER_AGENT};
 pub use config::{
-    BreakerClock, BreakerSettings, ClientConfig, HttpVersionPref, PoolSettings, RetrySettings,
-    TraceSettings,
+    BreakerClock, BreakerSettings, ClientConfig, HttpVersionPref, PoolSettings, Propagate,
+    RetrySettings, TraceSettings,
 };
 pub use duration::{DurationError, parse as parse_duration};
 pub use error::Error;

@@ -9,13 +9,13 @@ use flext_auth::AuthLayer;
 use flext_breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
 use flext_core::{BoxError, Origin, ReplayBody};
 use flext_retry::{Backoff, Budget, Jitter, RetryLayer};
-use flext_trace::{HttpClientMetrics, TraceLayer};
+use flext_trace::{HttpClientMetrics, TraceContext, TraceLayer};
 use http::{Request, Response};
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::body::Body;
-use crate::config::{BreakerClock, ClientConfig};
+use crate::config::{BreakerClock, ClientConfig, Propagate};
 use crate::error::Error;
 use crate::redirect::RedirectLayer;
 use crate::timeout::{AttemptTimeoutLayer, DeadlineLayer, TotalTimeoutLayer};
@@ -226,7 +226,7 @@ where
             Some(retry) => Either::Left(total.layer(retry.layer(authed))),
             None => Either::Right(total.layer(authed.map_request(replay_once::<Body>))),
         };
-        let trace_logical = self.metrics.as_ref().map(|_| logical_trace());
+        let trace_logical = self.metrics.as_ref().map(|_| logical_trace(c));
         let outer = ServiceBuilder::new()
             .option_layer(trace_logical)
             .service(retried);
@@ -279,7 +279,7 @@ where
             .map_request(replay_once::<ReplayBody<Body>>);
         Ok(ServiceBuilder::new()
             .layer(RedirectLayer::new(c.max_redirects))
-            .layer(logical_trace())
+            .layer(logical_trace(c))
             // The total timeout without a timer of its own: every layer below is bounded by
             // the deadline in this shape (see `DeadlineLayer`).
             .layer(DeadlineLayer::new(c.timeout))
@@ -292,12 +292,17 @@ where
 fn attempt_trace(c: &ClientConfig, metrics: &HttpClientMetrics) -> TraceLayer {
     TraceLayer::attempt()
         .metrics(metrics.clone())
-        .trace_context(c.trace.propagate)
+        .trace_context(c.trace.propagate.trace_context())
 }
 
-/// The logical span: it shares one trace among a call's attempts and injects nothing itself.
-fn logical_trace() -> TraceLayer {
-    TraceLayer::logical().trace_context(false)
+/// The logical span: it shares one trace among a call's attempts. It injects nothing itself
+/// (each attempt does), except with `Propagate::Always`, where it starts the call's trace
+/// even when nothing records it, so that every attempt carries the same one.
+fn logical_trace(c: &ClientConfig) -> TraceLayer {
+    TraceLayer::logical().trace_context(match c.trace.propagate {
+        Propagate::Always => TraceContext::Always,
+        _ => TraceContext::Off,
+    })
 }
 
 /// A request whose body is sent once, kept by no layer (where retry or auth is off).
@@ -361,7 +366,8 @@ mod tests {
     struct Seen {
         path: String,
         attempt: u32,
-        traceparent: bool,
+        /// The trace id of the `traceparent` it carried.
+        trace: Option<String>,
         deadline: bool,
     }
 
@@ -385,8 +391,8 @@ mod tests {
     }
 
     /// 503, then a 302 to `/next`, then 200; every attempt recorded.
-    async fn run(all_on: bool) -> (StatusCode, Vec<Seen>) {
-        let stack: Stack<Full<Bytes>> = stack(&ClientConfig::default()).unwrap();
+    async fn run(all_on: bool, config: &ClientConfig) -> (StatusCode, Vec<Seen>) {
+        let stack: Stack<Full<Bytes>> = stack(config).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let inner = service_fn({
             let seen = Arc::clone(&seen);
@@ -395,7 +401,8 @@ mod tests {
                 seen.push(Seen {
                     path: req.uri().path().to_owned(),
                     attempt: Attempt::of(&req).number(),
-                    traceparent: req.headers().contains_key("traceparent"),
+                    trace: flext_trace::TraceParent::from_headers(req.headers())
+                        .map(|tp| tp.trace_id().to_string()),
                     deadline: Deadline::of(&req).is_some(),
                 });
                 let mut res = Response::new(Full::new(Bytes::new()));
@@ -425,16 +432,28 @@ mod tests {
         let seen = |path: &str, attempt| Seen {
             path: path.to_owned(),
             attempt,
-            traceparent: true,
+            trace: None,
             deadline: true,
         };
+        // No subscriber records the spans: no trace is made up.
         let expected = vec![seen("/first", 0), seen("/first", 1), seen("/next", 0)];
+        let mut always = ClientConfig::default();
+        always.trace.propagate = Propagate::Always;
         for all_on in [true, false] {
+            let default = run(all_on, &ClientConfig::default()).await;
             assert_eq!(
-                run(all_on).await,
+                default,
                 (StatusCode::OK, expected.clone()),
                 "all_on: {all_on}"
             );
+
+            // A trace on every call: a call's attempts share one; a redirect is a new call.
+            let (status, mut seen) = run(all_on, &always).await;
+            let traces: Vec<_> = seen.iter_mut().map(|s| s.trace.take()).collect();
+            assert_eq!((status, seen), (StatusCode::OK, expected.clone()));
+            assert!(traces[0].is_some(), "all_on: {all_on}");
+            assert_eq!(traces[0], traces[1], "all_on: {all_on}");
+            assert_ne!(traces[1], traces[2], "all_on: {all_on}");
         }
     }
 

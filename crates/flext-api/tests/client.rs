@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flext_api::{
-    AttemptBody, Body, BreakerClock, BreakerSettings, Client, ClientConfig, Error, RetrySettings,
-    stack,
+    AttemptBody, Body, BreakerClock, BreakerSettings, Client, ClientConfig, Error, Propagate,
+    RetrySettings, TraceSettings, stack,
 };
 use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
 use http::{StatusCode, Version};
@@ -281,7 +281,66 @@ async fn json_round_trip() {
         header("user-agent").as_deref(),
         Some(flext_api::DEFAULT_USER_AGENT)
     );
-    assert!(header("traceparent").is_some());
+    // No subscriber in this test binary records the call's spans: no trace is made up.
+    assert_eq!(header("traceparent"), None);
+}
+
+/// The `traceparent` the server got, read from its echo.
+async fn traceparent_sent(request: flext_api::RequestBuilder) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Echo {
+        headers: Vec<(String, String)>,
+    }
+    let echo: Echo = request
+        .header(SCRIPT_HEADER, "echo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    echo.headers
+        .into_iter()
+        .find(|(n, _)| n == "traceparent")
+        .map(|(_, v)| v)
+}
+
+#[tokio::test]
+async fn a_callers_trace_is_passed_on_and_always_sends_one_on_every_call() {
+    let server = TestServer::start().await.unwrap();
+    let client = client_for(&server).await;
+    let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let sent = traceparent_sent(client.get("a").header("traceparent", theirs)).await;
+    assert_eq!(sent.as_deref(), Some(theirs));
+
+    let always = Client::builder()
+        .base_url(&server.url("/"))
+        .trace(TraceSettings {
+            propagate: Propagate::Always,
+            ..TraceSettings::default()
+        })
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let sent = traceparent_sent(always.get("b"))
+            .await
+            .expect("a traceparent");
+        let parsed: flext_trace::TraceParent = sent.parse().unwrap();
+        assert!(!parsed.is_sampled(), "nothing here records it: {sent}");
+        ids.push(parsed.trace_id());
+    }
+    assert_ne!(ids[0], ids[1], "a trace per call");
+
+    let off = Client::builder()
+        .base_url(&server.url("/"))
+        .trace(TraceSettings {
+            propagate: Propagate::Off,
+            ..TraceSettings::default()
+        })
+        .build()
+        .unwrap();
+    assert_eq!(traceparent_sent(off.get("c")).await, None);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use flext_api::{
     BreakerClock, BreakerSettings, Client, ClientBuilder, ClientConfig, HttpVersionPref,
-    PoolSettings, RetrySettings, TraceSettings, parse_duration,
+    PoolSettings, Propagate, RetrySettings, TraceSettings, parse_duration,
 };
 use flext_testkit::{SCRIPT_HEADER, TestServer};
 use http::header::{HeaderName, HeaderValue};
@@ -461,7 +461,12 @@ fn config() -> impl Strategy<Value = ClientConfig> {
                 }
             },
         );
-    let trace = (any::<bool>(), any::<bool>())
+    let propagate = prop_oneof![
+        Just(Propagate::Off),
+        Just(Propagate::Recorded),
+        Just(Propagate::Always),
+    ];
+    let trace = (any::<bool>(), propagate)
         .prop_map(|(enabled, propagate)| TraceSettings { enabled, propagate });
     (top, retry, breaker, pool, trace).prop_map(
         |(

@@ -22,6 +22,37 @@ pub enum Mode {
     Logical,
 }
 
+/// When a layer sends W3C trace context (`traceparent`, and `tracestate` from OpenTelemetry).
+///
+/// A request that already belongs to a trace (an OpenTelemetry context, the logical layer's
+/// trace, a `traceparent` the caller set) has it passed on under every setting but
+/// [`Off`](TraceContext::Off). The settings differ on a request that belongs to none:
+///
+/// ```
+/// use flext_trace::{TraceContext, TraceLayer};
+///
+/// // The default: a trace is started when a subscriber records this layer's span.
+/// let recorded = TraceLayer::attempt().trace_context(TraceContext::Recorded);
+/// // A trace id on every request, recorded or not (flags `00` when nothing records it).
+/// let always = TraceLayer::attempt().trace_context(TraceContext::Always);
+/// # let _ = (recorded, always);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceContext {
+    /// Nothing is injected; a `traceparent` the caller set is left as it is.
+    Off,
+    /// The default. A trace is started, and its id recorded in the span and sent, when a
+    /// subscriber records the layer's span; when nothing records it, the layer starts no trace
+    /// and sends none (what OpenTelemetry instrumentation does with no tracer installed), and
+    /// a trace the request already has is passed on unchanged.
+    #[default]
+    Recorded,
+    /// Every request carries a trace: a new one when it has none, whether or not anything
+    /// records the span. A trace nothing on this side records is sent not sampled (flags
+    /// `00`), as W3C Trace Context asks; downstream samplers decide.
+    Always,
+}
+
 /// When the success event is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SuccessLevel {
@@ -39,7 +70,7 @@ pub(crate) struct Config {
     pub(crate) redaction: Redaction,
     pub(crate) request_headers: Vec<HeaderName>,
     pub(crate) response_headers: Vec<HeaderName>,
-    pub(crate) trace_context: bool,
+    pub(crate) trace_context: TraceContext,
     pub(crate) request_id: Option<HeaderName>,
     pub(crate) metrics: Option<HttpClientMetrics>,
     pub(crate) recorder: Option<Arc<dyn MetricsRecorder>>,
@@ -60,7 +91,7 @@ impl Config {
             redaction: Redaction::new(),
             request_headers: Vec::new(),
             response_headers: Vec::new(),
-            trace_context: true,
+            trace_context: TraceContext::Recorded,
             request_id: None,
             metrics: None,
             recorder: None,

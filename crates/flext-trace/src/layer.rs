@@ -7,7 +7,7 @@ use http::HeaderName;
 use tower_layer::Layer;
 use tracing::Level;
 
-use crate::config::{Config, Mode, SuccessLevel};
+use crate::config::{Config, Mode, SuccessLevel, TraceContext};
 use crate::metrics::{HttpClientMetrics, MetricsRecorder};
 use crate::propagate::X_REQUEST_ID;
 use crate::redact::Redaction;
@@ -32,7 +32,7 @@ use crate::service::Trace;
 /// | span level | INFO | INFO |
 /// | event when the request succeeds | INFO alone, DEBUG under a logical layer | INFO |
 /// | event when it fails (error, 4xx, 5xx) | WARN | WARN |
-/// | `traceparent` injected | yes | yes |
+/// | `traceparent` injected | when the span is recorded or the request has a trace ([`TraceContext::Recorded`]) | same |
 /// | `x-request-id` | no | no |
 /// | headers recorded | none | none |
 /// | query keys redacted | [`DEFAULT_SENSITIVE_QUERY_KEYS`](crate::DEFAULT_SENSITIVE_QUERY_KEYS) | same |
@@ -116,9 +116,10 @@ impl TraceLayer {
         self.with(|c| c.response_headers.extend(names))
     }
 
-    /// Whether to inject `traceparent` (and `tracestate`) into requests (default `true`).
-    pub fn trace_context(self, inject: bool) -> TraceLayer {
-        self.with(|c| c.trace_context = inject)
+    /// When to send `traceparent` (and `tracestate`); default [`TraceContext::Recorded`]:
+    /// when a subscriber records the span, or the request already belongs to a trace.
+    pub fn trace_context(self, when: TraceContext) -> TraceLayer {
+        self.with(|c| c.trace_context = when)
     }
 
     /// Sets `x-request-id` to a random UUID on requests that have none (kept across attempts

@@ -13,9 +13,11 @@
 //!   included; attempt spans become its children.
 //! - **Redaction**: `url.full` never shows user-info or the values of signed-URL query keys
 //!   ([`Redaction`]); headers are recorded only from an allow-list, and sensitive values never.
-//! - **Propagation**: W3C `traceparent` on every request, from the OpenTelemetry context with
-//!   the `opentelemetry` feature, else from an id generated per logical request, so server logs
-//!   correlate either way; optional `x-request-id`.
+//! - **Propagation**: W3C `traceparent`, from the OpenTelemetry context with the
+//!   `opentelemetry` feature, else from an id generated per logical request and recorded in the
+//!   spans, so client and server logs correlate. A trace is started only for a call a subscriber
+//!   records ([`TraceContext`]); one the request already has is always passed on. Optional
+//!   `x-request-id`.
 //! - **Metrics**: `http.client.request.duration` and `http.client.active_requests` in the
 //!   lock-free [`HttpClientMetrics`], with a [snapshot](HttpClientMetrics::snapshot) and
 //!   [Prometheus text](HttpClientMetrics::prometheus); other back-ends through
@@ -28,11 +30,13 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
+//! // The application's subscriber records the spans (here a bare registry).
+//! let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
 //! let metrics = HttpClientMetrics::new();
 //! let client = ServiceBuilder::new()
 //!     .layer(TraceLayer::attempt().metrics(metrics.clone()))
 //!     .service(service_fn(|request: http::Request<()>| async move {
-//!         // A stand-in for a real client: the request arrives with a traceparent.
+//!         // A stand-in for a real client: the request arrives with the recorded span's trace.
 //!         let traceparent = TraceParent::from_headers(request.headers());
 //!         assert!(traceparent.is_some());
 //!         Ok::<_, Infallible>(http::Response::new(()))
@@ -74,7 +78,7 @@ mod service;
 mod span;
 
 pub use attributes::UrlTemplate;
-pub use config::Mode;
+pub use config::{Mode, TraceContext};
 pub use future::ResponseFuture;
 pub use layer::TraceLayer;
 #[cfg(feature = "metrics")]

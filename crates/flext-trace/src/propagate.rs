@@ -7,6 +7,8 @@ use std::str::FromStr;
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::TraceContext;
+
 // Constants, as `http`'s own names are: used by value, a name is built in place, with no
 // reference count or vtable call to clone it for a header-map insert.
 /// The `traceparent` header (W3C Trace Context).
@@ -156,10 +158,16 @@ impl TraceParent {
         self.flags & 1 == 1
     }
 
-    /// A new trace: random trace and parent ids, flags `01` (sampled).
-    pub(crate) fn random() -> TraceParent {
+    /// A new trace: random trace and parent ids, flags `01` (sampled) when it is `recorded`
+    /// on this side, else `00`.
+    pub(crate) fn random(recorded: bool) -> TraceParent {
         let [hi, lo, parent] = random_words();
-        TraceParent::new(TraceId::from_words(hi, lo), SpanId::from_word(parent), 1)
+        let flags = u8::from(recorded);
+        TraceParent::new(
+            TraceId::from_words(hi, lo),
+            SpanId::from_word(parent),
+            flags,
+        )
     }
 
     /// The same trace with another parent id.
@@ -407,14 +415,20 @@ pub(crate) struct Joined {
 
 /// Picks the trace for a new span: the span's OpenTelemetry context when it has a valid one,
 /// else a logical parent's trace, else a `traceparent` the caller set, else a new trace.
-/// The span id is always new (the span's own). With `inject`, writes the result into the
-/// headers, replacing any `traceparent` (and, from OpenTelemetry, `tracestate`) there.
+/// Unless `when` is [`TraceContext::Off`], writes the result into the headers, replacing any
+/// `traceparent` (and, from OpenTelemetry, `tracestate`) there.
+///
+/// The layer takes part in the trace (a span id of its own, a new trace when there is none)
+/// when its span is recorded or `when` is [`TraceContext::Always`]. Otherwise it starts
+/// nothing: a logical parent's trace is sent as the logical layer made it, a `traceparent`
+/// the caller set passes untouched, and with neither there is no trace (`None`).
 pub(crate) fn join(
     span: &tracing::Span,
     logical: Option<&Logical>,
     headers: &mut HeaderMap,
-    inject: bool,
-) -> Joined {
+    when: TraceContext,
+) -> Option<Joined> {
+    let inject = when != TraceContext::Off;
     if let Some((parent, tracestate)) = otel::from_span(span) {
         if inject {
             parent.insert_into(headers);
@@ -422,45 +436,54 @@ pub(crate) fn join(
                 headers.insert(TRACESTATE, state);
             }
         }
-        return Joined {
+        return Some(Joined {
             parent,
             from_otel: true,
-        };
+        });
     }
+    let recorded = !span.is_disabled();
+    let takes_part = recorded || when == TraceContext::Always;
     let parent = match logical {
-        Some(l) => {
-            let parent = l.parent.with_parent(SpanId::random());
-            if inject {
-                parent.insert_into(headers);
-            }
-            parent
-        }
+        Some(l) if takes_part => l.parent.with_parent(SpanId::random()),
+        Some(l) => l.parent,
+        None if !takes_part => return None,
         None if inject => {
             // Most requests carry no `traceparent`: insert a new trace straight away (one
             // hash of the name, no entry) and look at what it replaced. A valid one is
             // continued, in a second insert.
-            let fresh = TraceParent::random();
-            match fresh
-                .insert_into(headers)
-                .and_then(|theirs| parse_header(&theirs))
-            {
-                None => fresh,
-                Some(theirs) => {
-                    let parent = theirs.with_parent(fresh.parent_id);
-                    parent.insert_into(headers);
-                    parent
-                }
-            }
+            let fresh = TraceParent::random(recorded);
+            return Some(Joined {
+                parent: match fresh
+                    .insert_into(headers)
+                    .and_then(|theirs| parse_header(&theirs))
+                {
+                    None => fresh,
+                    Some(theirs) => {
+                        let parent = theirs.with_parent(fresh.parent_id);
+                        parent.insert_into(headers);
+                        parent
+                    }
+                },
+                from_otel: false,
+            });
         }
-        None => match headers.get(TRACEPARENT).and_then(parse_header) {
-            Some(theirs) => theirs.with_parent(SpanId::random()),
-            None => TraceParent::random(),
-        },
+        None => {
+            return Some(Joined {
+                parent: match headers.get(TRACEPARENT).and_then(parse_header) {
+                    Some(theirs) => theirs.with_parent(SpanId::random()),
+                    None => TraceParent::random(recorded),
+                },
+                from_otel: false,
+            });
+        }
     };
-    Joined {
+    if inject {
+        parent.insert_into(headers);
+    }
+    Some(Joined {
         parent,
         from_otel: false,
-    }
+    })
 }
 
 /// A valid `traceparent` value.

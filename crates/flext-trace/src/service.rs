@@ -11,7 +11,7 @@ use tracing::Span;
 use tracing::field::display;
 
 use crate::attributes::{KnownMethod, Target, UrlTemplate, is_absolute};
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, TraceContext};
 use crate::future::{OwnedRequest, Recording, ResponseFuture};
 use crate::layer::TraceLayer;
 use crate::metrics::{Started, spelling};
@@ -129,11 +129,11 @@ impl<S> Trace<S> {
     }
 }
 
-/// Joins (or starts) the trace, injects it, records its id in `span`, hands it to the attempts
-/// below a logical layer, and sets the request id.
+/// Joins (or, when `span` is recorded, starts) the trace, injects it, records its id in
+/// `span`, hands it to the attempts below a logical layer, and sets the request id.
 #[inline]
 fn propagate<B>(config: &Config, span: &Span, request: &mut Request<B>) {
-    if config.trace_context || config.mode == Mode::Logical {
+    if config.trace_context != TraceContext::Off || config.mode == Mode::Logical {
         let logical = request.extensions().get::<Logical>().copied();
         let joined = propagate::join(
             span,
@@ -141,13 +141,15 @@ fn propagate<B>(config: &Config, span: &Span, request: &mut Request<B>) {
             request.headers_mut(),
             config.trace_context,
         );
-        if !joined.from_otel && !span.is_disabled() {
-            span.record("trace_id", display(joined.parent.trace_id()));
-        }
-        if config.mode == Mode::Logical {
-            request.extensions_mut().insert(Logical {
-                parent: joined.parent,
-            });
+        if let Some(joined) = joined {
+            if !joined.from_otel && !span.is_disabled() {
+                span.record("trace_id", display(joined.parent.trace_id()));
+            }
+            if config.mode == Mode::Logical {
+                request.extensions_mut().insert(Logical {
+                    parent: joined.parent,
+                });
+            }
         }
     }
     if let Some(name) = &config.request_id {

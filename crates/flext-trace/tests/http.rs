@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flext_core::{Attempt, BoxError, Sent, TransportError};
 use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
-use flext_trace::{HttpClientMetrics, TraceLayer};
+use flext_trace::{HttpClientMetrics, TraceContext, TraceLayer};
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
@@ -498,7 +498,7 @@ async fn traceparent_reaches_the_server() {
 
     // Turned off: nothing is sent.
     let svc = TraceLayer::attempt()
-        .trace_context(false)
+        .trace_context(TraceContext::Off)
         .layer(Transport::new());
     let response = svc
         .oneshot(get(&server, "/echo", "off", "echo"))

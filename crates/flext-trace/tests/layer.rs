@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use flext_core::Attempt;
-use flext_trace::{HttpClientMetrics, TraceLayer, TraceParent, UrlTemplate};
+use flext_trace::{HttpClientMetrics, TraceContext, TraceLayer, TraceParent, UrlTemplate};
 use http::{HeaderValue, Method, Request, Response, header};
 use support::{Capture, answering, check_traceparent, poll_once, ready};
 use tower::{Layer, ServiceExt, service_fn};
@@ -123,7 +123,7 @@ fn response_headers_are_recorded_from_the_allow_list() {
     let capture = Capture::default();
     let _guard = capture.install();
     let svc = TraceLayer::attempt()
-        .trace_context(false)
+        .trace_context(TraceContext::Off)
         .record_response_headers([
             header::CONTENT_TYPE,
             header::SET_COOKIE,

@@ -1,12 +1,12 @@
 //! With no `tracing` subscriber anywhere in the process (this test binary installs none), the
-//! layer makes no span and logs nothing, yet still propagates the trace context, records
-//! metrics, and passes responses and errors through unchanged.
+//! layer makes no span and logs nothing, starts no trace (by default) yet passes on one the
+//! request has, records metrics, and passes responses and errors through unchanged.
 
 mod support;
 
 use std::io;
 
-use flext_trace::{HttpClientMetrics, TraceLayer};
+use flext_trace::{HttpClientMetrics, TraceContext, TraceLayer, TraceParent};
 use http::{Request, Response};
 use support::{answering, check_traceparent, poll_once, ready};
 use tower::{Layer, ServiceExt, service_fn};
@@ -26,7 +26,10 @@ fn metrics_are_recorded_without_a_subscriber() {
     ))
     .unwrap();
     assert_eq!(response.status(), 502);
-    check_traceparent(response.headers()["traceparent"].to_str().unwrap());
+    assert!(
+        !response.headers().contains_key("traceparent"),
+        "no trace is made up for a call nothing records"
+    );
 
     let snapshot = metrics.snapshot();
     let series = &snapshot.durations()[0];
@@ -41,12 +44,38 @@ fn metrics_are_recorded_without_a_subscriber() {
 fn with_nothing_to_record_the_layer_still_propagates_and_passes_results_through() {
     let svc = TraceLayer::attempt().request_id().layer(answering(200));
     let response = ready(poll_once(
-        svc.oneshot(Request::get("http://a.test/").body(()).unwrap()),
+        svc.clone()
+            .oneshot(Request::get("http://a.test/").body(()).unwrap()),
     ))
     .unwrap();
     assert_eq!(response.status(), 200);
-    check_traceparent(response.headers()["traceparent"].to_str().unwrap());
+    assert!(!response.headers().contains_key("traceparent"));
     assert_eq!(response.headers()["x-request-id"].len(), 36);
+
+    // A trace the caller's request belongs to is passed on as it is.
+    let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = ready(poll_once(
+        svc.oneshot(
+            Request::get("http://a.test/")
+                .header("traceparent", theirs)
+                .body(())
+                .unwrap(),
+        ),
+    ))
+    .unwrap();
+    assert_eq!(response.headers()["traceparent"], theirs);
+
+    // Asked for one on every request: a new trace, not sampled since nothing records it.
+    let always = TraceLayer::attempt()
+        .trace_context(TraceContext::Always)
+        .layer(answering(200));
+    let response = ready(poll_once(
+        always.oneshot(Request::get("http://a.test/").body(()).unwrap()),
+    ))
+    .unwrap();
+    let sent = response.headers()["traceparent"].to_str().unwrap();
+    check_traceparent(sent);
+    assert!(!sent.parse::<TraceParent>().unwrap().is_sampled());
 
     let failing = TraceLayer::attempt().layer(service_fn(|_: Request<()>| async {
         Err::<Response<()>, _>(io::Error::new(io::ErrorKind::ConnectionReset, "peer gone"))
@@ -60,11 +89,13 @@ fn with_nothing_to_record_the_layer_still_propagates_and_passes_results_through(
 }
 
 #[test]
-fn attempts_under_a_logical_layer_share_its_trace_without_a_subscriber() {
+fn with_always_attempts_under_a_logical_layer_share_its_trace_without_a_subscriber() {
     use std::sync::{Arc, Mutex};
 
     let sent = Arc::new(Mutex::new(Vec::new()));
-    let attempt = TraceLayer::attempt().layer(answering(200));
+    let attempt = TraceLayer::attempt()
+        .trace_context(TraceContext::Always)
+        .layer(answering(200));
     // Two attempts of one call, as a retry layer makes them: headers and extensions copied.
     let twice = {
         let sent = Arc::clone(&sent);
@@ -85,7 +116,9 @@ fn attempts_under_a_logical_layer_share_its_trace_without_a_subscriber() {
             }
         })
     };
-    let svc = TraceLayer::logical().layer(twice);
+    let svc = TraceLayer::logical()
+        .trace_context(TraceContext::Always)
+        .layer(twice);
     ready(poll_once(
         svc.oneshot(Request::get("http://a.test/").body(()).unwrap()),
     ))
@@ -95,4 +128,15 @@ fn attempts_under_a_logical_layer_share_its_trace_without_a_subscriber() {
     assert_eq!(sent.len(), 2);
     assert_eq!(check_traceparent(&sent[0]), check_traceparent(&sent[1]));
     assert_ne!(sent[0], sent[1], "each attempt sends its own parent id");
+}
+
+#[test]
+fn by_default_a_logical_and_an_attempt_layer_send_no_trace_nothing_records() {
+    let svc = TraceLayer::logical().layer(TraceLayer::attempt().layer(answering(200)));
+    let response = ready(poll_once(
+        svc.oneshot(Request::get("http://a.test/").body(()).unwrap()),
+    ))
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().is_empty(), "{:?}", response.headers());
 }

@@ -9,7 +9,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use flext_core::{BoxError, Rejected, TransportError, TransportErrorKind};
-use flext_trace::{Mode, Redaction, Trace, TraceLayer, TraceParent};
+use flext_trace::{Mode, Redaction, Trace, TraceContext, TraceLayer, TraceParent};
 use http::{HeaderName, Method, Request, Response, Version, header};
 use support::{Capture, SpanRecord, answering, check_traceparent, poll_once, ready};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -258,7 +258,7 @@ fn a_logical_layer_under_another_joins_its_trace() {
     let capture = Capture::default();
     let _guard = capture.install();
     let inner = TraceLayer::logical()
-        .trace_context(false)
+        .trace_context(TraceContext::Off)
         .layer(answering(200));
     let svc = TraceLayer::logical().layer(inner);
     let response = ready(poll_once(
@@ -304,7 +304,7 @@ fn the_service_exposes_its_inner_service_and_describes_itself() {
     assert_eq!(Trace::<Named>::layer(Mode::Attempt).mode(), Mode::Attempt);
 
     let layer = Trace::<Named>::layer(Mode::Attempt)
-        .trace_context(false)
+        .trace_context(TraceContext::Off)
         .request_id_header(HeaderName::from_static("x-correlation-id"))
         .error_type(|_| None);
     let text = format!("{layer:?}");
@@ -312,7 +312,7 @@ fn the_service_exposes_its_inner_service_and_describes_itself() {
         "mode: Attempt",
         "span_level: Level(Info)",
         "failure_level: Some(Level(Warn))",
-        "trace_context: false",
+        "trace_context: Off",
         "request_id: Some(\"x-correlation-id\")",
         "metrics: None",
         "recorder: None",

@@ -59,18 +59,29 @@ pub(crate) enum ClientKind {
     /// `Client::execute` calls it but without the facade (URL joining, response wrapper).
     /// A diagnostic row, like the ablations.
     StackOverPool,
-    /// flext-pool alone sending the two headers the default stack adds to every request: the
-    /// default `User-Agent` and a new `traceparent` (sensitive, as flext-trace makes it). No
-    /// layer runs: this is what those headers cost on the wire and in both ends' HTTP code,
-    /// the floor under any implementation of the default stack. A diagnostic row.
-    PoolWithHeaders,
+    /// `flext_api::Client` with its default stack but `Propagate::Always`: a new
+    /// `traceparent` on every request, as when a subscriber records the spans (what the
+    /// default was before a trace was started only for a recorded span). A diagnostic row.
+    FlextTraceparentAlways,
+    /// flext-pool alone sending headers the default stack adds, made before the run. No layer
+    /// runs: this is what those headers cost on the wire and in both ends' HTTP code, the
+    /// floor under any implementation of the stack. A diagnostic row.
+    PoolWithHeaders(Headers),
+}
+
+/// The headers a `PoolWithHeaders` row sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Headers {
+    /// The default `User-Agent`: what the default stack sends when nothing records its spans.
+    Agent,
+    /// The default `User-Agent` and a new `traceparent` (sensitive, as flext-trace makes it):
+    /// what it sends for a recorded call, or with `Propagate::Always`.
+    AgentAndTraceparent,
 }
 
 /// A part of the default stack that an ablation row turns off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Part {
-    /// The W3C `traceparent` header (spans and metrics stay on).
-    Traceparent,
     /// Both spans, the metrics and `traceparent`.
     Trace,
     /// The retry layer.
@@ -94,15 +105,16 @@ impl ClientKind {
     ];
 
     /// The ablation rows, for profiling the full stack's cost.
-    pub(crate) const ABLATIONS: [ClientKind; 8] = [
-        ClientKind::FlextWithout(Part::Traceparent),
+    pub(crate) const ABLATIONS: [ClientKind; 9] = [
+        ClientKind::FlextTraceparentAlways,
         ClientKind::FlextWithout(Part::Trace),
         ClientKind::FlextWithout(Part::Retry),
         ClientKind::FlextWithout(Part::Breaker),
         ClientKind::FlextWithout(Part::Redirects),
         ClientKind::FlextWithout(Part::All),
         ClientKind::StackOverPool,
-        ClientKind::PoolWithHeaders,
+        ClientKind::PoolWithHeaders(Headers::Agent),
+        ClientKind::PoolWithHeaders(Headers::AgentAndTraceparent),
     ];
 
     /// The name `--clients` takes.
@@ -113,14 +125,15 @@ impl ClientKind {
             ClientKind::ReqwestRetry => "reqwest-retry",
             ClientKind::FlextPool => "flext-pool",
             ClientKind::Flext => "flext",
-            ClientKind::FlextWithout(Part::Traceparent) => "flext-no-traceparent",
+            ClientKind::FlextTraceparentAlways => "flext-traceparent-always",
             ClientKind::FlextWithout(Part::Trace) => "flext-no-trace",
             ClientKind::FlextWithout(Part::Retry) => "flext-no-retry",
             ClientKind::FlextWithout(Part::Breaker) => "flext-no-breaker",
             ClientKind::FlextWithout(Part::Redirects) => "flext-no-redirects",
             ClientKind::FlextWithout(Part::All) => "flext-bare",
             ClientKind::StackOverPool => "flext-stack",
-            ClientKind::PoolWithHeaders => "flext-pool-headers",
+            ClientKind::PoolWithHeaders(Headers::Agent) => "flext-pool-ua",
+            ClientKind::PoolWithHeaders(Headers::AgentAndTraceparent) => "flext-pool-headers",
         }
     }
 
@@ -132,7 +145,7 @@ impl ClientKind {
             ClientKind::ReqwestRetry => "reqwest-middleware + reqwest-retry",
             ClientKind::FlextPool => "flext-pool alone",
             ClientKind::Flext => "flext_api::Client (full stack)",
-            ClientKind::FlextWithout(Part::Traceparent) => "flext_api::Client, traceparent off",
+            ClientKind::FlextTraceparentAlways => "flext_api::Client, traceparent always",
             ClientKind::FlextWithout(Part::Trace) => "flext_api::Client, trace off",
             ClientKind::FlextWithout(Part::Retry) => "flext_api::Client, retry off",
             ClientKind::FlextWithout(Part::Breaker) => "flext_api::Client, breaker off",
@@ -141,7 +154,10 @@ impl ClientKind {
                 "flext_api::Client, trace/retry/breaker/redirects off"
             }
             ClientKind::StackOverPool => "flext_api::stack over flext-pool, no facade",
-            ClientKind::PoolWithHeaders => "flext-pool alone + the default stack's headers",
+            ClientKind::PoolWithHeaders(Headers::Agent) => "flext-pool alone + User-Agent",
+            ClientKind::PoolWithHeaders(Headers::AgentAndTraceparent) => {
+                "flext-pool alone + User-Agent + traceparent"
+            }
         }
     }
 }
@@ -161,11 +177,12 @@ pub(crate) async fn run(kind: ClientKind, target: &Target<'_>) -> Result<Measure
         ClientKind::HyperUtil => hyper_util_legacy(target).await,
         ClientKind::Reqwest => reqwest_plain(target).await,
         ClientKind::ReqwestRetry => reqwest_retry(target).await,
-        ClientKind::FlextPool => flext_pool(target, false).await,
-        ClientKind::Flext => flext_client(target, None).await,
-        ClientKind::FlextWithout(part) => flext_client(target, Some(part)).await,
+        ClientKind::FlextPool => flext_pool(target, None).await,
+        ClientKind::Flext => flext_client(target, Variant::Default).await,
+        ClientKind::FlextWithout(part) => flext_client(target, Variant::Without(part)).await,
+        ClientKind::FlextTraceparentAlways => flext_client(target, Variant::Always).await,
         ClientKind::StackOverPool => stack_over_pool(target).await,
-        ClientKind::PoolWithHeaders => flext_pool(target, true).await,
+        ClientKind::PoolWithHeaders(headers) => flext_pool(target, Some(headers)).await,
     }
 }
 
@@ -255,7 +272,7 @@ async fn reqwest_retry(t: &Target<'_>) -> Result<Measurement, BoxError> {
     .await)
 }
 
-async fn flext_pool(t: &Target<'_>, headers: bool) -> Result<Measurement, BoxError> {
+async fn flext_pool(t: &Target<'_>, headers: Option<Headers>) -> Result<Measurement, BoxError> {
     let config = flext_pool::Config::builder()
         .http1_only(t.proto == Proto::Http1)
         .http2_prior_knowledge(t.proto == Proto::H2c)
@@ -281,7 +298,7 @@ async fn flext_pool(t: &Target<'_>, headers: bool) -> Result<Measurement, BoxErr
 async fn load_pool(
     pool: flext_pool::Pool<flext_pool::Connector, Empty<Bytes>>,
     t: &Target<'_>,
-    headers: bool,
+    headers: Option<Headers>,
 ) -> Result<Measurement, BoxError> {
     let uri: Uri = t.url.parse()?;
     let agent = HeaderValue::from_static(flext_api::DEFAULT_USER_AGENT);
@@ -291,11 +308,13 @@ async fn load_pool(
     let next = AtomicUsize::new(0);
     Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
         let mut request = Request::get(uri.clone()).body(Empty::new());
-        if headers && let Ok(request) = &mut request {
-            let n = next.fetch_add(1, Ordering::Relaxed) % traceparents.len();
+        if let (Some(headers), Ok(request)) = (headers, &mut request) {
             let h = request.headers_mut();
             h.insert(USER_AGENT, agent.clone());
-            h.insert(TRACEPARENT, traceparents[n].clone());
+            if headers == Headers::AgentAndTraceparent {
+                let n = next.fetch_add(1, Ordering::Relaxed) % traceparents.len();
+                h.insert(TRACEPARENT, traceparents[n].clone());
+            }
         }
         let pool = pool.clone();
         async move {
@@ -337,17 +356,27 @@ fn traceparent(n: u64) -> HeaderValue {
     value
 }
 
-async fn flext_client(t: &Target<'_>, without: Option<Part>) -> Result<Measurement, BoxError> {
+/// How a `flext_api::Client` row differs from the default.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Default,
+    Without(Part),
+    Always,
+}
+
+async fn flext_client(t: &Target<'_>, variant: Variant) -> Result<Measurement, BoxError> {
     let mut builder = flext_api::Client::builder();
-    if let Some(part) = without {
+    if variant == Variant::Always {
+        let mut trace = builder.config().trace.clone();
+        trace.propagate = flext_api::Propagate::Always;
+        builder = builder.trace(trace);
+    }
+    if let Variant::Without(part) = variant {
         let all = part == Part::All;
         let mut trace = builder.config().trace.clone();
-        if part == Part::Traceparent {
-            trace.propagate = false;
-        }
         if part == Part::Trace || all {
             trace.enabled = false;
-            trace.propagate = false;
+            trace.propagate = flext_api::Propagate::Off;
         }
         builder = builder.trace(trace);
         if part == Part::Retry || all {

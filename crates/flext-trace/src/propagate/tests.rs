@@ -57,7 +57,7 @@ fn new_traces_are_w3c_non_zero_and_unique() {
     let n = 20_000;
     let (mut traces, mut spans) = (HashSet::new(), HashSet::new());
     for _ in 0..n {
-        let tp = TraceParent::random();
+        let tp = TraceParent::random(true);
         assert_ne!(tp.trace_id().to_u128(), 0);
         assert_ne!(tp.parent_id().to_u64(), 0);
         assert_eq!(tp.flags(), 1);
@@ -75,7 +75,7 @@ fn new_traces_are_w3c_non_zero_and_unique() {
     // 2^-64-ish odds of a collision among 20 000 random 64-bit (and 128-bit) ids.
     assert_eq!((traces.len(), spans.len()), (n, n));
     // The two halves of a trace id and the span id are separate draws.
-    let tp = TraceParent::random();
+    let tp = TraceParent::random(true);
     let t = tp.trace_id().to_u128();
     assert_ne!(t >> 64, t & u128::from(u64::MAX));
     assert_ne!(t as u64, tp.parent_id().to_u64());
@@ -84,7 +84,7 @@ fn new_traces_are_w3c_non_zero_and_unique() {
 #[test]
 fn threads_draw_different_ids() {
     let ids: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(|| TraceParent::random().trace_id()))
+        .map(|_| std::thread::spawn(|| TraceParent::random(true).trace_id()))
         .collect::<Vec<_>>()
         .into_iter()
         .map(|t| t.join().unwrap())
@@ -109,7 +109,7 @@ fn an_all_zero_draw_is_not_an_id() {
 fn values_sharing_an_arena_chunk_stay_intact() {
     // More values than two chunks hold, all alive at once, then dropped out of order.
     let parents: Vec<TraceParent> = (0..3 * ARENA_CHUNK / 55)
-        .map(|_| TraceParent::random())
+        .map(|_| TraceParent::random(true))
         .collect();
     let mut values: Vec<(TraceParent, HeaderValue)> = parents
         .iter()
@@ -123,7 +123,7 @@ fn values_sharing_an_arena_chunk_stay_intact() {
     }
     // Request ids share the arena with traceparents.
     let id = new_request_id();
-    let tp = TraceParent::random();
+    let tp = TraceParent::random(true);
     let value = tp.to_header_value();
     assert_eq!(id.len(), 36);
     assert_eq!(value.to_str().unwrap(), tp.to_string());
@@ -136,7 +136,7 @@ fn values_are_made_during_thread_teardown() {
     struct MakesValues(std::sync::mpsc::Sender<(TraceParent, HeaderValue, HeaderValue)>);
     impl Drop for MakesValues {
         fn drop(&mut self) {
-            let tp = TraceParent::random();
+            let tp = TraceParent::random(true);
             let _ = self.0.send((tp, tp.to_header_value(), new_request_id()));
         }
     }
@@ -146,7 +146,7 @@ fn values_are_made_during_thread_teardown() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // The arena first, then the guard: destructors run in reverse, or in any order.
-        let _ = TraceParent::random().to_header_value();
+        let _ = TraceParent::random(true).to_header_value();
         GUARD.with(|g| *g.borrow_mut() = Some(MakesValues(tx)));
     })
     .join()
@@ -157,65 +157,139 @@ fn values_are_made_during_thread_teardown() {
     assert_eq!(id.len(), 36);
 }
 
+/// Runs `f` with a span a subscriber records (the layer's span when its level is enabled).
+fn with_recorded_span<R>(f: impl FnOnce(&tracing::Span) -> R) -> R {
+    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+        let span = tracing::info_span!("attempt");
+        assert!(!span.is_disabled());
+        f(&span)
+    })
+}
+
+const THEIRS: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
 #[test]
-fn injection_replaces_a_callers_value_and_continues_a_valid_one() {
-    let span = tracing::Span::none();
-    let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+fn a_recorded_span_continues_a_callers_valid_value_and_replaces_a_bad_one() {
+    with_recorded_span(|span| {
+        // A valid one, sent twice: continued (trace id and flags kept), one value left.
+        let mut headers = HeaderMap::new();
+        headers.append(TRACEPARENT, HeaderValue::from_static(THEIRS));
+        headers.append(TRACEPARENT, HeaderValue::from_static("stale"));
+        let joined = join(span, None, &mut headers, TraceContext::Recorded).unwrap();
+        assert_eq!(headers.get_all(TRACEPARENT).iter().count(), 1);
+        let sent = TraceParent::from_headers(&headers).unwrap();
+        assert_eq!(sent, joined.parent);
+        assert_eq!(
+            sent.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_ne!(sent.parent_id().to_string(), "00f067aa0ba902b7");
+        assert_eq!(sent.flags(), 0);
 
-    // A valid one, sent twice: continued (trace id and flags kept), one value left.
-    let mut headers = HeaderMap::new();
-    headers.append(TRACEPARENT, HeaderValue::from_static(theirs));
-    headers.append(TRACEPARENT, HeaderValue::from_static("stale"));
-    let joined = join(&span, None, &mut headers, true);
-    assert_eq!(headers.get_all(TRACEPARENT).iter().count(), 1);
-    let sent = TraceParent::from_headers(&headers).unwrap();
-    assert_eq!(sent, joined.parent);
-    assert_eq!(
-        sent.trace_id().to_string(),
-        "4bf92f3577b34da6a3ce929d0e0e4736"
-    );
-    assert_ne!(sent.parent_id().to_string(), "00f067aa0ba902b7");
-    assert_eq!(sent.flags(), 0);
+        // An invalid one: replaced by a new trace, sampled since this side records it.
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static("00-garbage"));
+        let joined = join(span, None, &mut headers, TraceContext::Recorded).unwrap();
+        assert_eq!(headers.get_all(TRACEPARENT).iter().count(), 1);
+        assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
+        assert!(joined.parent.is_sampled());
 
-    // An invalid one: replaced by a new trace.
-    let mut headers = HeaderMap::new();
-    headers.insert(TRACEPARENT, HeaderValue::from_static("00-garbage"));
-    let joined = join(&span, None, &mut headers, true);
-    assert_eq!(headers.get_all(TRACEPARENT).iter().count(), 1);
-    assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
-    assert!(joined.parent.is_sampled());
-
-    // None: a new trace, and other headers untouched.
-    let mut headers = HeaderMap::new();
-    headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
-    let joined = join(&span, None, &mut headers, true);
-    assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
-    assert_eq!(headers["accept"], "*/*");
-    assert_eq!(headers.len(), 2);
+        // None: a new trace, and other headers untouched.
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        let joined = join(span, None, &mut headers, TraceContext::Recorded).unwrap();
+        assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
+        assert!(joined.parent.is_sampled());
+        assert_eq!(headers["accept"], "*/*");
+        assert_eq!(headers.len(), 2);
+    });
 }
 
 #[test]
-fn joins_logical_then_header_then_new() {
+fn with_nothing_recording_no_trace_is_started_and_a_callers_value_passes_untouched() {
+    let span = tracing::Span::none();
+    assert!(span.is_disabled());
+
+    // No trace: none made up, nothing sent.
+    let mut headers = HeaderMap::new();
+    assert!(join(&span, None, &mut headers, TraceContext::Recorded).is_none());
+    assert!(headers.is_empty());
+
+    // The caller's values, valid or not, pass as they are: this side takes no part.
+    let mut headers = HeaderMap::new();
+    headers.append(TRACEPARENT, HeaderValue::from_static(THEIRS));
+    headers.append(TRACEPARENT, HeaderValue::from_static("stale"));
+    assert!(join(&span, None, &mut headers, TraceContext::Recorded).is_none());
+    let left: Vec<_> = headers.get_all(TRACEPARENT).iter().collect();
+    assert_eq!(left, [THEIRS, "stale"]);
+
+    // A logical parent's trace is sent as the logical span made it: it is the parent.
+    let logical = Logical {
+        parent: THEIRS.parse().unwrap(),
+    };
+    let mut headers = HeaderMap::new();
+    let joined = join(&span, Some(&logical), &mut headers, TraceContext::Recorded).unwrap();
+    assert_eq!(joined.parent, logical.parent);
+    assert_eq!(headers[TRACEPARENT], THEIRS);
+}
+
+#[test]
+fn always_starts_a_trace_nothing_records_as_not_sampled() {
     let span = tracing::Span::none();
     let mut headers = HeaderMap::new();
-    let fresh = join(&span, None, &mut headers, false);
-    assert!(!fresh.from_otel && fresh.parent.is_sampled());
-
-    let theirs: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
-        .parse()
-        .unwrap();
-    headers.insert(TRACEPARENT, theirs.to_header_value());
-    let joined = join(&span, None, &mut headers, false);
-    assert_eq!(joined.parent.trace_id(), theirs.trace_id());
-    assert_ne!(joined.parent.parent_id(), theirs.parent_id());
-    assert!(!joined.parent.is_sampled());
-
-    let logical = Logical {
-        parent: fresh.parent,
-    };
-    let joined = join(&span, Some(&logical), &mut headers, true);
-    assert_eq!(joined.parent.trace_id(), fresh.parent.trace_id());
+    let joined = join(&span, None, &mut headers, TraceContext::Always).unwrap();
     assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
+    assert_eq!(joined.parent.flags(), 0);
+
+    // A caller's trace is continued under a new parent id, its flags kept.
+    let mut headers = HeaderMap::new();
+    headers.insert(TRACEPARENT, HeaderValue::from_static(THEIRS));
+    let joined = join(&span, None, &mut headers, TraceContext::Always).unwrap();
+    assert_eq!(
+        joined.parent.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_ne!(joined.parent.parent_id().to_string(), "00f067aa0ba902b7");
+    assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
+
+    // Under a logical parent: its trace, a parent id of this attempt's own.
+    let logical = Logical {
+        parent: joined.parent,
+    };
+    let mut headers = HeaderMap::new();
+    let under = join(&span, Some(&logical), &mut headers, TraceContext::Always).unwrap();
+    assert_eq!(under.parent.trace_id(), logical.parent.trace_id());
+    assert_ne!(under.parent.parent_id(), logical.parent.parent_id());
+    assert_eq!(TraceParent::from_headers(&headers), Some(under.parent));
+}
+
+#[test]
+fn off_injects_nothing_but_a_recorded_span_still_gets_a_trace() {
+    with_recorded_span(|span| {
+        let mut headers = HeaderMap::new();
+        let fresh = join(span, None, &mut headers, TraceContext::Off).unwrap();
+        assert!(!fresh.from_otel && fresh.parent.is_sampled());
+        assert!(headers.is_empty());
+
+        // A caller's value is read (its trace continued in the span) but left as it is.
+        let theirs: TraceParent = THEIRS.parse().unwrap();
+        headers.insert(TRACEPARENT, theirs.to_header_value());
+        let joined = join(span, None, &mut headers, TraceContext::Off).unwrap();
+        assert_eq!(joined.parent.trace_id(), theirs.trace_id());
+        assert_ne!(joined.parent.parent_id(), theirs.parent_id());
+        assert!(!joined.parent.is_sampled());
+        assert_eq!(headers[TRACEPARENT], THEIRS);
+
+        // Under a logical parent, with injection on: the same trace, a new parent id.
+        let logical = Logical {
+            parent: fresh.parent,
+        };
+        let mut headers = HeaderMap::new();
+        let joined = join(span, Some(&logical), &mut headers, TraceContext::Recorded).unwrap();
+        assert_eq!(joined.parent.trace_id(), fresh.parent.trace_id());
+        assert_ne!(joined.parent.parent_id(), fresh.parent.parent_id());
+        assert_eq!(TraceParent::from_headers(&headers), Some(joined.parent));
+    });
 }
 
 proptest! {

@@ -1,0 +1,105 @@
+//! Trace correlation through `flext_api::Client`'s default stack, with a subscriber recording
+//! its spans as an application's would: the `traceparent` the server gets carries the trace id
+//! the client's log lines carry, and every attempt of a retried call carries the same one.
+//!
+//! The whole test binary logs, at INFO, to a `fmt` layer writing into a buffer (installed
+//! once, globally: tracing caches callsite interest process-wide). The default without a
+//! subscriber (no trace made up) is tested in flext-api's and flext-trace's own tests.
+
+use std::io;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use flext_api::trace::TraceParent;
+use flext_api::{Client, RetrySettings};
+use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
+use serde_json::Value;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+#[derive(Clone, Copy)]
+struct Capture;
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Capture {
+        Capture
+    }
+}
+
+fn capture() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        tracing_subscriber::fmt()
+            .with_writer(Capture)
+            .with_ansi(false)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+    });
+}
+
+fn log_lines() -> String {
+    String::from_utf8_lossy(&LOG.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+}
+
+#[tokio::test]
+async fn a_recorded_calls_trace_id_reaches_the_server_and_is_in_the_logs() {
+    capture();
+    let server = TestServer::start().await.unwrap();
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .retry(RetrySettings {
+            backoff_base: std::time::Duration::from_millis(1),
+            ..RetrySettings::default()
+        })
+        .build()
+        .unwrap();
+    // A 503 and then the echo: two attempts of one call.
+    let echo: Value = client
+        .get("traced")
+        .header(SCRIPT_HEADER, "503,echo")
+        .header(ID_HEADER, "traced-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(server.stats().requests_for_id("traced-1"), 2);
+    let sent = echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pair| pair[0] == "traceparent")
+        .and_then(|pair| pair[1].as_str())
+        .expect("a recorded call sends its trace");
+    let sent: TraceParent = sent.parse().unwrap();
+    assert!(sent.is_sampled(), "this side records it");
+    let trace_id = sent.trace_id().to_string();
+
+    // Every span the call logged (the call and both attempts) names the trace the server got.
+    let logs = log_lines();
+    let ids: Vec<&str> = logs
+        .match_indices("trace_id=")
+        .map(|(at, key)| &logs[at + key.len()..at + key.len() + 32])
+        .collect();
+    assert!(ids.len() >= 3, "the call and two attempts: {logs}");
+    assert!(ids.iter().all(|id| *id == trace_id), "{trace_id} in {logs}");
+    assert!(logs.contains("http.request.resend_count=1"), "{logs}");
+}
