@@ -97,7 +97,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> RedirectFuture<S> {
-        let head = Head {
+        let head = Box::new(Head {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -105,7 +105,7 @@ where
             body: req.body().try_clone(),
             left: self.max,
             left_origin: false,
-        };
+        });
         RedirectFuture {
             future: Hop::First {
                 future: self.inner.call(req),
@@ -217,7 +217,9 @@ pin_project! {
     pub(crate) struct RedirectFuture<S: Service<Request<Body>>> {
         #[pin]
         future: Hop<S>,
-        head: Head,
+        // Boxed: it is needed only when a redirect arrives, and inline it would make the
+        // call's future too large for the allocator's per-thread cache (see `call`).
+        head: Box<Head>,
         hops: Arc<S>,
     }
 }
