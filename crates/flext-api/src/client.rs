@@ -19,7 +19,7 @@ use crate::config::{
     BreakerSettings, ClientConfig, HttpVersionPref, PoolSettings, RetrySettings, TraceSettings,
 };
 use crate::error::{Error, Redacted};
-use crate::pending::{CallCloned, Pending, decoded};
+use crate::pending::{CallCloned, Pending, decoded, decoded_kept};
 use crate::request::RequestBuilder;
 use crate::response::{Response, ResponseBody};
 use crate::stack::{AttemptBody, AttemptService, Stack};
@@ -512,7 +512,7 @@ impl ClientBuilder {
             stack.push_layer(f);
         }
         let service = match stack.build_all_on(pool.clone()) {
-            Ok(all_on) => decoded(all_on),
+            Ok(all_on) => decoded_kept(all_on),
             Err(pool) => decoded(stack.build(pool)),
         };
         Ok(Client {
