@@ -18,7 +18,7 @@ use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, LOCATION,
     PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use pin_project_lite::pin_project;
 use tower::util::{Oneshot, ServiceExt};
 use tower::{Layer, Service};
@@ -101,7 +101,7 @@ where
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            headers: req.headers().clone(),
+            headers: KeptHeaders::of(req.headers()),
             body: req.body().try_clone(),
             left: self.max,
             left_origin: false,
@@ -122,7 +122,7 @@ struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    headers: KeptHeaders,
     // `None`: a streamed body, which a hop cannot send again.
     body: Option<Body>,
     // Redirects still allowed.
@@ -159,18 +159,14 @@ impl Head {
             .and_then(|l| std::str::from_utf8(l.as_bytes()).ok())
             .and_then(|l| resolve(l, &self.uri))?;
         if empty_body {
-            for name in &PAYLOAD_HEADERS {
-                self.headers.remove(name);
-            }
+            self.headers.remove(&PAYLOAD_HEADERS);
             self.body = Some(Body::empty());
         }
         if !same_origin(&self.uri, &location) {
             self.left_origin = true;
         }
         if self.left_origin {
-            for name in &CREDENTIAL_HEADERS {
-                self.headers.remove(name);
-            }
+            self.headers.remove(&CREDENTIAL_HEADERS);
         }
         self.left -= 1;
         self.method = method;
@@ -179,8 +175,38 @@ impl Head {
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = self.headers.to_map();
         Some(req)
+    }
+}
+
+/// A request's headers as kept for a next hop: each name and value in order, in one
+/// allocation (a cloned `HeaderMap` takes two, for its entries and its index), made into a
+/// map again only when a redirect is followed.
+#[derive(Debug, Default)]
+struct KeptHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl KeptHeaders {
+    fn of(headers: &HeaderMap) -> KeptHeaders {
+        if headers.is_empty() {
+            return KeptHeaders::default();
+        }
+        let mut kept = Vec::with_capacity(headers.len());
+        kept.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+        KeptHeaders(kept)
+    }
+
+    fn remove(&mut self, names: &[HeaderName]) {
+        self.0.retain(|(n, _)| !names.contains(n));
+    }
+
+    /// The map again: the same names, with their values in the same order.
+    fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.0.len());
+        for (name, value) in &self.0 {
+            map.append(name.clone(), value.clone());
+        }
+        map
     }
 }
 
@@ -305,7 +331,7 @@ mod tests {
             method,
             uri: "http://a.test/start".parse().unwrap(),
             version: Version::HTTP_11,
-            headers,
+            headers: KeptHeaders::of(&headers),
             body,
             left,
             left_origin: false,
@@ -391,6 +417,23 @@ mod tests {
                 .next(StatusCode::MULTIPLE_CHOICES, &to)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn kept_headers_make_the_same_map_again() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", "1".parse().unwrap());
+        headers.append(COOKIE, "c=1".parse().unwrap());
+        headers.append("x-a", "2".parse().unwrap());
+        headers.append("x-b", "3".parse().unwrap());
+        let mut kept = KeptHeaders::of(&headers);
+        assert_eq!(kept.to_map(), headers);
+        let values: Vec<_> = kept.to_map().get_all("x-a").iter().cloned().collect();
+        assert_eq!(values, ["1", "2"]);
+        kept.remove(&CREDENTIAL_HEADERS);
+        headers.remove(COOKIE);
+        assert_eq!(kept.to_map(), headers);
+        assert_eq!(KeptHeaders::of(&HeaderMap::new()).to_map(), HeaderMap::new());
     }
 
     #[test]

@@ -377,7 +377,7 @@ where
                         );
                         return Poll::Ready(Ok(res));
                     };
-                    let deadline = replay.head.extensions.get::<Deadline>().copied();
+                    let deadline = replay.head.deadline();
                     if deadline.is_some_and(Deadline::is_expired) {
                         tracing::debug!(
                             target: "flext_auth",

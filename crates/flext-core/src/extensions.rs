@@ -154,7 +154,11 @@ impl Deadline {
 ///
 /// Its fields rather than `http`'s `Parts`, which can only be had from a `Request` (a default
 /// `Uri` made and dropped for every copy); a request without headers keeps `None`, so that an
-/// empty map is neither cloned nor dropped.
+/// empty map is neither cloned nor dropped. A [`Deadline`] that is the request's only
+/// extension (as under a total timeout) is kept apart rather than in a cloned map: cloning
+/// `http`'s extension map allocates three times (its box, its table, the value's box), and a
+/// kept head is most often never used. Read it with [`deadline`](RequestHead::deadline);
+/// [`into_request`](RequestHead::into_request) puts it back.
 ///
 /// ```
 /// use flext_core::{Attempt, RequestHead};
@@ -170,6 +174,15 @@ impl Deadline {
 /// assert_eq!(again.uri(), "https://api.example.com/items/7");
 /// assert_eq!(again.headers()["content-type"], "application/json");
 /// assert_eq!(*again.body(), "second");
+///
+/// // A deadline alone is kept apart, and comes back with the request.
+/// let mut req = http::Request::get("https://api.example.com/").body(()).unwrap();
+/// let deadline = flext_core::Deadline::after(std::time::Duration::from_secs(30));
+/// req.extensions_mut().insert(deadline);
+/// let head = RequestHead::of(&req);
+/// assert!(head.extensions.is_empty());
+/// assert_eq!(head.deadline(), Some(deadline));
+/// assert_eq!(flext_core::Deadline::of(&head.to_request(())), Some(deadline));
 /// ```
 #[derive(Clone)]
 pub struct RequestHead {
@@ -181,8 +194,11 @@ pub struct RequestHead {
     pub version: http::Version,
     /// The headers; `None` for a request that had none.
     pub headers: Option<http::HeaderMap>,
-    /// The extensions.
+    /// The extensions, without a [`Deadline`] that was the only one (see
+    /// [`deadline`](RequestHead::deadline)).
     pub extensions: http::Extensions,
+    /// A deadline that was the request's only extension.
+    deadline: Option<Deadline>,
 }
 
 impl RequestHead {
@@ -218,13 +234,25 @@ impl RequestHead {
         headers: &http::HeaderMap,
         extensions: &http::Extensions,
     ) -> RequestHead {
+        let (extensions, deadline) = match extensions.get::<Deadline>() {
+            Some(deadline) if extensions.len() == 1 => (http::Extensions::new(), Some(*deadline)),
+            _ => (extensions.clone(), None),
+        };
         RequestHead {
             method: method.clone(),
             uri: uri.clone(),
             version,
             headers: (!headers.is_empty()).then(|| headers.clone()),
-            extensions: extensions.clone(),
+            extensions,
+            deadline,
         }
+    }
+
+    /// The request's [`Deadline`], wherever it is kept.
+    #[inline]
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+            .or_else(|| self.extensions.get::<Deadline>().copied())
     }
 
     /// A request with this head and `body`, the head kept for another.
@@ -242,6 +270,9 @@ impl RequestHead {
             *req.headers_mut() = headers;
         }
         *req.extensions_mut() = self.extensions;
+        if let Some(deadline) = self.deadline {
+            req.extensions_mut().insert(deadline);
+        }
         req
     }
 }
@@ -284,6 +315,33 @@ mod tests {
         let near = Deadline::after(Duration::from_secs(1));
         assert_eq!(d.min(near), near);
         assert_eq!(near.min(d), near);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_keeps_a_lone_deadline_apart_and_gives_every_extension_back() {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let mut alone = http::Request::new(());
+        alone.extensions_mut().insert(deadline);
+        let head = RequestHead::of(&alone);
+        assert!(head.extensions.is_empty());
+        assert_eq!(head.deadline(), Some(deadline));
+        let again = head.to_request(());
+        assert_eq!(again.extensions().len(), 1);
+        assert_eq!(Deadline::of(&again), Some(deadline));
+
+        let mut mixed = http::Request::new(());
+        mixed.extensions_mut().insert(deadline);
+        mixed.extensions_mut().insert(Attempt::new(2));
+        let head = RequestHead::of(&mixed);
+        assert_eq!(head.extensions.len(), 2);
+        assert_eq!(head.deadline(), Some(deadline));
+        let again = head.into_request(());
+        assert_eq!(Deadline::of(&again), Some(deadline));
+        assert_eq!(Attempt::of(&again).number(), 2);
+
+        let none = RequestHead::of(&http::Request::new(()));
+        assert_eq!(none.deadline(), None);
+        assert!(none.into_request(()).extensions().is_empty());
     }
 
     #[test]

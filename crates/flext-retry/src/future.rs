@@ -245,7 +245,7 @@ fn poll_drain<R: Body>(
 impl<B, C> Ctx<B, C> {
     /// The request's deadline, while its head is kept.
     fn deadline(&self) -> Option<Deadline> {
-        self.head.as_ref()?.extensions.get::<Deadline>().copied()
+        self.head.as_ref()?.deadline()
     }
 
     /// Whether the request's deadline has passed.
