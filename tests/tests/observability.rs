@@ -94,7 +94,12 @@ async fn a_recorded_calls_trace_id_reaches_the_server_and_is_in_the_logs() {
     let trace_id = sent.trace_id().to_string();
 
     // Every span the call logged (the call and both attempts) names the trace the server got.
-    let logs = log_lines();
+    // This call's lines only: the tests of this file run at once and share the log.
+    let logs: String = log_lines()
+        .lines()
+        .filter(|l| l.contains("/traced"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let ids: Vec<&str> = logs
         .match_indices("trace_id=")
         .map(|(at, key)| &logs[at + key.len()..at + key.len() + 32])
@@ -102,4 +107,33 @@ async fn a_recorded_calls_trace_id_reaches_the_server_and_is_in_the_logs() {
     assert!(ids.len() >= 3, "the call and two attempts: {logs}");
     assert!(ids.iter().all(|id| *id == trace_id), "{trace_id} in {logs}");
     assert!(logs.contains("http.request.resend_count=1"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_calls_spans_are_children_of_the_span_that_polls_it() {
+    use tracing::Instrument;
+
+    capture();
+    let server = TestServer::start().await.unwrap();
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .build()
+        .unwrap();
+    // Made outside any span, awaited inside one: the stack's spans open at the first poll.
+    let pending = client.get("parented").header(SCRIPT_HEADER, "200").send();
+    let response = pending
+        .instrument(tracing::info_span!("caller", marker = 4711))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let logs = log_lines();
+    let closes: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("close") && l.contains("/parented"))
+        .collect();
+    assert!(!closes.is_empty(), "{logs}");
+    assert!(
+        closes.iter().all(|l| l.contains("caller{marker=4711}:")),
+        "{closes:#?}"
+    );
 }

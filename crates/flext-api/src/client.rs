@@ -125,7 +125,13 @@ impl Client {
     /// # Errors
     ///
     /// The future resolves to an error as described in [`Error`].
-    pub fn execute(&self, mut request: Request<Body>) -> Pending {
+    pub fn execute(&self, request: Request<Body>) -> Pending {
+        self.clone().execute_owned(request)
+    }
+
+    /// [`execute`](Self::execute) with a clone of the client the caller already holds (a
+    /// [`RequestBuilder`]'s), which the [`Pending`] keeps until it hands the request over.
+    pub(crate) fn execute_owned(self, mut request: Request<Body>) -> Pending {
         if request.uri().scheme().is_none() {
             let target = request
                 .uri()
@@ -142,12 +148,17 @@ impl Client {
                 request.headers_mut().insert(name, value.clone());
             }
         }
-        let url = request.uri().clone();
-        Pending::sending(
-            self.inner.service.call_cloned(request),
-            url,
-            self.inner.max_response_body,
-        )
+        Pending::unsent(self, request)
+    }
+
+    /// The type-erased stack calls go through.
+    pub(crate) fn inner_service(&self) -> &dyn CallCloned {
+        &*self.inner.service
+    }
+
+    /// The largest response body the client reads whole.
+    pub(crate) fn max_response_body(&self) -> u64 {
+        self.inner.max_response_body
     }
 
     /// The stack's layers and shared state (retry budget, breakers, metrics).

@@ -285,13 +285,15 @@ impl Default for PoolSettings {
 pub struct TraceSettings {
     /// Spans and metrics. Default: on.
     pub enabled: bool,
-    /// When to send W3C `traceparent`. Default: [`Propagate::Recorded`].
+    /// When to send W3C `traceparent`. Default: [`Propagate::Recorded`]. Nothing is sent
+    /// when `enabled` is off, which removes the trace layers.
     pub propagate: Propagate,
 }
 
 /// When the client sends W3C trace context (`trace.propagate` in a config file: `"off"`,
-/// `"recorded"` or `"always"`); see [`flext_trace::TraceContext`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// `"recorded"` or `"always"`; the booleans of earlier versions still read, `true` as
+/// `"recorded"` and `false` as `"off"`); see [`flext_trace::TraceContext`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Propagate {
@@ -305,6 +307,29 @@ pub enum Propagate {
     Recorded,
     /// Every call carries a trace id, recorded or not (flags `00` when nothing records it).
     Always,
+}
+
+impl<'de> Deserialize<'de> for Propagate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Propagate, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Named {
+            Off,
+            Recorded,
+            Always,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "\"off\", \"recorded\" or \"always\"")]
+        enum Repr {
+            Named(Named),
+            Bool(bool),
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Named(Named::Off) | Repr::Bool(false) => Propagate::Off,
+            Repr::Named(Named::Recorded) | Repr::Bool(true) => Propagate::Recorded,
+            Repr::Named(Named::Always) => Propagate::Always,
+        })
+    }
 }
 
 impl Propagate {
@@ -509,6 +534,38 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_propagate_reads_its_names_and_the_old_booleans() {
+        for (text, expected) in [
+            ("\"off\"", Propagate::Off),
+            ("\"recorded\"", Propagate::Recorded),
+            ("\"always\"", Propagate::Always),
+            ("true", Propagate::Recorded),
+            ("false", Propagate::Off),
+        ] {
+            let c = ClientConfig::from_toml(&format!("[trace]\npropagate = {text}\n")).unwrap();
+            assert_eq!(c.trace.propagate, expected, "{text}");
+            let written = toml::to_string(&c).unwrap();
+            assert!(
+                written.contains(&format!(
+                    "propagate = \"{}\"",
+                    match expected {
+                        Propagate::Off => "off",
+                        Propagate::Recorded => "recorded",
+                        _ => "always",
+                    }
+                )),
+                "{written}"
+            );
+        }
+        let err = ClientConfig::from_toml("[trace]\npropagate = \"sometimes\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"off\", \"recorded\" or \"always\""),
+            "{err}"
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip_through_toml_and_json() {

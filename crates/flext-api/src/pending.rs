@@ -3,8 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
 use std::task::{Context, Poll, Waker, ready};
 
 use flext_core::BoxError;
@@ -14,6 +14,7 @@ use tower::Service;
 use tower::util::{Oneshot, ServiceExt};
 
 use crate::body::Body;
+use crate::client::Client;
 use crate::error::Error;
 use crate::response::{DecodedBody, DecodedInner, Response, ResponseBody};
 
@@ -21,8 +22,10 @@ use crate::response::{DecodedBody, DecodedInner, Response, ResponseBody};
 /// and [`Client::execute`](crate::Client::execute). It resolves to the [`Response`] (its
 /// status not yet checked) or an [`Error`] naming the URL.
 ///
-/// A named type rather than an `async fn`'s: everything up to handing the request to the
-/// stack is done when it is made, and polling it polls the stack's future directly, so the
+/// A named type rather than an `async fn`'s: the request is built (its URL joined, the
+/// client's default headers added) when it is made, and handed to the stack when it is first
+/// polled, so that the stack's spans have the span current at that poll as their parent and
+/// its timeouts start then; polling it afterwards polls the stack's future directly, so the
 /// request is not moved through the states of nested `async` blocks on the way.
 #[must_use = "a request is sent only when its `Pending` is awaited"]
 pub struct Pending {
@@ -30,6 +33,11 @@ pub struct Pending {
 }
 
 enum State {
+    /// Built, not yet handed to the stack.
+    Unsent {
+        client: Client,
+        request: Request<Body>,
+    },
     Sending {
         future: ExecuteFuture,
         url: Uri,
@@ -39,6 +47,14 @@ enum State {
 }
 
 impl Pending {
+    /// A request `client` sends when the `Pending` is first polled.
+    pub(crate) fn unsent(client: Client, request: Request<Body>) -> Pending {
+        Pending {
+            state: State::Unsent { client, request },
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn sending(future: ExecuteFuture, url: Uri, max_response_body: u64) -> Pending {
         Pending {
             state: State::Sending {
@@ -60,6 +76,18 @@ impl Future for Pending {
     type Output = Result<Response, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if matches!(self.state, State::Unsent { .. })
+            && let State::Unsent { client, request } =
+                std::mem::replace(&mut self.state, State::Failed(None))
+        {
+            let url = request.uri().clone();
+            let future = client.inner_service().call_cloned(request);
+            self.state = State::Sending {
+                future,
+                url,
+                max_response_body: client.max_response_body(),
+            };
+        }
         match &mut self.state {
             State::Sending {
                 future,
@@ -78,6 +106,10 @@ impl Future for Pending {
             State::Failed(error) => Poll::Ready(Err(error.take().unwrap_or_else(|| {
                 Error::request("a request's future was polled after it completed")
             }))),
+            // Handed over above.
+            State::Unsent { .. } => Poll::Ready(Err(Error::request(
+                "a request's future could not hand its request to the stack",
+            ))),
         }
     }
 }
@@ -85,6 +117,10 @@ impl Future for Pending {
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
+            State::Unsent { request, .. } => f
+                .debug_struct("Pending")
+                .field("url", &crate::error::Redacted(request.uri()))
+                .finish_non_exhaustive(),
             State::Sending { url, .. } => f
                 .debug_struct("Pending")
                 .field("url", &crate::error::Redacted(url))
@@ -95,10 +131,11 @@ impl fmt::Debug for Pending {
 }
 
 /// The stack behind a [`Client`](crate::Client), type-erased so that one call costs one
-/// allocation: the boxed future holds the per-call clone of the stack (a
-/// `BoxCloneSyncService` would box the clone and the future separately).
+/// allocation: the boxed future holds the call (and, when the call needs one, its clone of
+/// the stack; a `BoxCloneSyncService` would box the clone and the future separately).
 pub(crate) trait CallCloned: Send + Sync {
-    /// Clones the stack and sends `req` through the clone.
+    /// Sends `req` through the stack: a kept clone when the stack keeps them (see
+    /// [`Slotted`]), else a clone made for the call.
     fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture;
 }
 
@@ -193,14 +230,30 @@ impl<S: Service<Request<Body>> + Clone> Slotted<S> {
     /// waiting, else a clone.
     fn call(&self, req: Request<Body>) -> Kept<S> {
         let slot = &self.slots[thread_slot() % self.slots.len()];
-        if let Ok(mut svc) = slot.0.try_lock() {
+        let kept = match slot.0.try_lock() {
+            Ok(svc) => Some(svc),
+            // A call panicked in the stack while it held the slot: start it afresh.
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut svc = poisoned.into_inner();
+                *svc = self.proto.clone();
+                slot.0.clear_poison();
+                Some(svc)
+            }
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut svc) = kept {
             // A no-op waker: a stack that is not ready is not called here, and nothing in it
             // waits on the registration.
-            if let Poll::Ready(Ok(())) = svc.poll_ready(&mut Context::from_waker(Waker::noop()))
-            {
-                return Kept::Called {
-                    future: svc.call(req),
-                };
+            match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => {
+                    return Kept::Called {
+                        future: svc.call(req),
+                    };
+                }
+                // A service that failed is not used again (the clone below reports the error
+                // as its own readiness does).
+                Poll::Ready(Err(_)) => *svc = self.proto.clone(),
+                Poll::Pending => {}
             }
         }
         Kept::Cloned {
@@ -336,6 +389,7 @@ mod tests {
     struct Gated {
         clones: Arc<AtomicUsize>,
         open: Arc<std::sync::atomic::AtomicBool>,
+        broken: Arc<std::sync::atomic::AtomicBool>,
         waker: Arc<Mutex<Option<Waker>>>,
     }
 
@@ -344,6 +398,7 @@ mod tests {
             Gated {
                 clones: Arc::new(AtomicUsize::new(0)),
                 open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 waker: Arc::new(Mutex::new(None)),
             }
         }
@@ -371,6 +426,9 @@ mod tests {
         type Future = std::future::Ready<Result<http::Response<()>, BoxError>>;
 
         fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if self.0.broken.load(Ordering::SeqCst) {
+                return Poll::Ready(Err("broken".into()));
+            }
             if self.0.open.load(Ordering::SeqCst) {
                 return Poll::Ready(Ok(()));
             }
@@ -379,6 +437,7 @@ mod tests {
         }
 
         fn call(&mut self, req: Request<Body>) -> Self::Future {
+            assert!(req.uri().path() != "/panic", "a layer panicked");
             let mut res = http::Response::new(());
             *res.status_mut() = if req.uri().path() == "/teapot" {
                 http::StatusCode::IM_A_TEAPOT
@@ -406,7 +465,51 @@ mod tests {
             let expected = if path == "/teapot" { 418 } else { 200 };
             assert_eq!(res.status(), expected);
         }
-        assert_eq!(gated.clones.load(Ordering::SeqCst), made, "no clone per call");
+        assert_eq!(
+            gated.clones.load(Ordering::SeqCst),
+            made,
+            "no clone per call"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slot_whose_stack_failed_or_panicked_gets_a_fresh_clone() {
+        let gated = Gated::new();
+        let client = kept(&gated);
+        let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+        // Failed readiness: the error comes back, and the slot's stack is replaced.
+        gated.broken.store(true, Ordering::SeqCst);
+        let made = gated.clones.load(Ordering::SeqCst);
+        let err = client.call(get("/a")).await.unwrap_err();
+        assert_eq!(err.to_string(), "broken");
+        assert_eq!(
+            gated.clones.load(Ordering::SeqCst),
+            made + 2,
+            "replaced, and a clone"
+        );
+        gated.broken.store(false, Ordering::SeqCst);
+
+        // A panic while the slot is held poisons it; the next call starts it afresh.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(client.call(get("/panic")));
+        }));
+        assert!(panicked.is_err());
+        let made = gated.clones.load(Ordering::SeqCst);
+        let res = client.call(get("/teapot")).await.unwrap();
+        assert_eq!(res.status(), 418);
+        assert_eq!(
+            gated.clones.load(Ordering::SeqCst),
+            made + 1,
+            "the slot is refilled"
+        );
+        let res = client.call(get("/b")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            gated.clones.load(Ordering::SeqCst),
+            made + 1,
+            "and used again"
+        );
     }
 
     #[tokio::test]
@@ -422,7 +525,11 @@ mod tests {
                 .poll(&mut Context::from_waker(Waker::noop()))
                 .is_pending()
         );
-        assert_eq!(gated.clones.load(Ordering::SeqCst), made + 1, "a clone waits");
+        assert_eq!(
+            gated.clones.load(Ordering::SeqCst),
+            made + 1,
+            "a clone waits"
+        );
         let opener = {
             let gated = gated.clone();
             tokio::spawn(async move { gated.set_open(true) })

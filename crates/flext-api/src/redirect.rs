@@ -184,26 +184,34 @@ impl Head {
 /// allocation (a cloned `HeaderMap` takes two, for its entries and its index), made into a
 /// map again only when a redirect is followed.
 #[derive(Debug, Default)]
-struct KeptHeaders(Vec<(HeaderName, HeaderValue)>);
+struct KeptHeaders {
+    pairs: Vec<(HeaderName, HeaderValue)>,
+    // Distinct names: what a map is sized by (`HeaderMap::with_capacity` counts entries, and
+    // panics past its limit, which a count of values could pass).
+    names: usize,
+}
 
 impl KeptHeaders {
     fn of(headers: &HeaderMap) -> KeptHeaders {
         if headers.is_empty() {
             return KeptHeaders::default();
         }
-        let mut kept = Vec::with_capacity(headers.len());
-        kept.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
-        KeptHeaders(kept)
+        let mut pairs = Vec::with_capacity(headers.len());
+        pairs.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+        KeptHeaders {
+            pairs,
+            names: headers.keys_len(),
+        }
     }
 
     fn remove(&mut self, names: &[HeaderName]) {
-        self.0.retain(|(n, _)| !names.contains(n));
+        self.pairs.retain(|(n, _)| !names.contains(n));
     }
 
     /// The map again: the same names, with their values in the same order.
     fn to_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.0.len());
-        for (name, value) in &self.0 {
+        let mut map = HeaderMap::with_capacity(self.names);
+        for (name, value) in &self.pairs {
             map.append(name.clone(), value.clone());
         }
         map
@@ -426,14 +434,21 @@ mod tests {
         headers.append(COOKIE, "c=1".parse().unwrap());
         headers.append("x-a", "2".parse().unwrap());
         headers.append("x-b", "3".parse().unwrap());
+        let mut secret = HeaderValue::from_static("s3cr3t");
+        secret.set_sensitive(true);
+        headers.append("x-key", secret);
         let mut kept = KeptHeaders::of(&headers);
         assert_eq!(kept.to_map(), headers);
+        assert!(kept.to_map()["x-key"].is_sensitive());
         let values: Vec<_> = kept.to_map().get_all("x-a").iter().cloned().collect();
         assert_eq!(values, ["1", "2"]);
         kept.remove(&CREDENTIAL_HEADERS);
         headers.remove(COOKIE);
         assert_eq!(kept.to_map(), headers);
-        assert_eq!(KeptHeaders::of(&HeaderMap::new()).to_map(), HeaderMap::new());
+        assert_eq!(
+            KeptHeaders::of(&HeaderMap::new()).to_map(),
+            HeaderMap::new()
+        );
     }
 
     #[test]

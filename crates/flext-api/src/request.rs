@@ -207,7 +207,7 @@ impl RequestBuilder {
     /// See [`Error`].
     pub fn send(self) -> Pending {
         match self.request {
-            Ok(request) => self.client.execute(request),
+            Ok(request) => self.client.execute_owned(request),
             Err(e) => Pending::failed(e),
         }
     }

@@ -306,6 +306,27 @@ async fn traceparent_sent(request: flext_api::RequestBuilder) -> Option<String> 
 }
 
 #[tokio::test]
+async fn a_request_is_handed_to_the_stack_only_when_first_polled() {
+    let server = TestServer::start().await.unwrap();
+    let client = client_for(&server).await;
+    let metrics = client.stack().metrics().unwrap().clone();
+    // Made and dropped: nothing counted, started or sent; through execute() as well.
+    drop(client.get("never").header(ID_HEADER, "never").send());
+    drop(client.execute(http::Request::get("never").body(Body::empty()).unwrap()));
+    let sent = client.get("once").header(ID_HEADER, "once").send();
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.request_count(), 0);
+    assert!(snapshot.active_requests().iter().all(|a| a.value() == 0));
+    assert_eq!(client.health().retry.map(|r| r.requests), Some(0));
+
+    let response = sent.await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.stats().requests_for_id("never"), 0);
+    assert_eq!(server.stats().requests_for_id("once"), 1);
+    assert_eq!(metrics.snapshot().request_count(), 1);
+}
+
+#[tokio::test]
 async fn a_callers_trace_is_passed_on_and_always_sends_one_on_every_call() {
     let server = TestServer::start().await.unwrap();
     let client = client_for(&server).await;

@@ -157,7 +157,8 @@ impl Deadline {
 /// empty map is neither cloned nor dropped. A [`Deadline`] that is the request's only
 /// extension (as under a total timeout) is kept apart rather than in a cloned map: cloning
 /// `http`'s extension map allocates three times (its box, its table, the value's box), and a
-/// kept head is most often never used. Read it with [`deadline`](RequestHead::deadline);
+/// kept head is most often never used. Read the request's deadline with
+/// [`deadline()`](RequestHead::deadline()), which looks in both places;
 /// [`into_request`](RequestHead::into_request) puts it back.
 ///
 /// ```
@@ -194,11 +195,13 @@ pub struct RequestHead {
     pub version: http::Version,
     /// The headers; `None` for a request that had none.
     pub headers: Option<http::HeaderMap>,
-    /// The extensions, without a [`Deadline`] that was the only one (see
-    /// [`deadline`](RequestHead::deadline)).
+    /// The extensions, without a [`Deadline`] that was the only one (that one is in the
+    /// `deadline` field).
     pub extensions: http::Extensions,
-    /// A deadline that was the request's only extension.
-    deadline: Option<Deadline>,
+    /// A [`Deadline`] that was the request's only extension, kept out of `extensions`.
+    /// [`into_request`](RequestHead::into_request) puts it back unless `extensions` has one
+    /// by then.
+    pub deadline: Option<Deadline>,
 }
 
 impl RequestHead {
@@ -248,11 +251,10 @@ impl RequestHead {
         }
     }
 
-    /// The request's [`Deadline`], wherever it is kept.
+    /// The request's [`Deadline`]: the one in `extensions`, else the one kept apart.
     #[inline]
     pub fn deadline(&self) -> Option<Deadline> {
-        self.deadline
-            .or_else(|| self.extensions.get::<Deadline>().copied())
+        self.extensions.get::<Deadline>().copied().or(self.deadline)
     }
 
     /// A request with this head and `body`, the head kept for another.
@@ -270,7 +272,9 @@ impl RequestHead {
             *req.headers_mut() = headers;
         }
         *req.extensions_mut() = self.extensions;
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = self.deadline
+            && req.extensions().get::<Deadline>().is_none()
+        {
             req.extensions_mut().insert(deadline);
         }
         req
@@ -338,6 +342,13 @@ mod tests {
         let again = head.into_request(());
         assert_eq!(Deadline::of(&again), Some(deadline));
         assert_eq!(Attempt::of(&again).number(), 2);
+
+        // A deadline put into the head's extensions since wins over the one kept apart.
+        let mut head = RequestHead::of(&alone);
+        let sooner = Deadline::after(Duration::from_secs(1));
+        head.extensions.insert(sooner);
+        assert_eq!(head.deadline(), Some(sooner));
+        assert_eq!(Deadline::of(&head.into_request(())), Some(sooner));
 
         let none = RequestHead::of(&http::Request::new(()));
         assert_eq!(none.deadline(), None);

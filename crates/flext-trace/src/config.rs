@@ -38,6 +38,7 @@ pub enum Mode {
 /// # let _ = (recorded, always);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum TraceContext {
     /// Nothing is injected; a `traceparent` the caller set is left as it is.
     Off,

@@ -41,7 +41,7 @@ fn metrics_are_recorded_without_a_subscriber() {
 }
 
 #[test]
-fn with_nothing_to_record_the_layer_still_propagates_and_passes_results_through() {
+fn with_nothing_to_record_the_layer_starts_no_trace_passes_one_on_and_passes_results_through() {
     let svc = TraceLayer::attempt().request_id().layer(answering(200));
     let response = ready(poll_once(
         svc.clone()

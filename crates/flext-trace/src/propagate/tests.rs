@@ -264,7 +264,7 @@ fn always_starts_a_trace_nothing_records_as_not_sampled() {
 }
 
 #[test]
-fn off_injects_nothing_but_a_recorded_span_still_gets_a_trace() {
+fn with_off_a_recorded_logical_span_keeps_a_trace_it_does_not_send_and_its_attempts_send_it() {
     with_recorded_span(|span| {
         let mut headers = HeaderMap::new();
         let fresh = join(span, None, &mut headers, TraceContext::Off).unwrap();
@@ -280,7 +280,8 @@ fn off_injects_nothing_but_a_recorded_span_still_gets_a_trace() {
         assert!(!joined.parent.is_sampled());
         assert_eq!(headers[TRACEPARENT], THEIRS);
 
-        // Under a logical parent, with injection on: the same trace, a new parent id.
+        // An attempt below that logical layer, injecting (the default stack's shape): the
+        // same trace, a parent id of its own.
         let logical = Logical {
             parent: fresh.parent,
         };
