@@ -6,47 +6,23 @@
 //! once, globally: tracing caches callsite interest process-wide). The default without a
 //! subscriber (no trace made up) is tested in flext-api's and flext-trace's own tests.
 
-use std::io;
 use std::sync::{Mutex, OnceLock, PoisonError};
+
+mod support;
 
 use flext_api::trace::TraceParent;
 use flext_api::{Client, RetrySettings};
 use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
 use serde_json::Value;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-#[derive(Clone, Copy)]
-struct Capture;
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        LOG.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Capture {
-        Capture
-    }
-}
 
 fn capture() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         tracing_subscriber::fmt()
-            .with_writer(Capture)
+            .with_writer(support::Capture(&LOG))
             .with_ansi(false)
             .with_span_events(FmtSpan::CLOSE)
             .with_max_level(tracing::Level::INFO)

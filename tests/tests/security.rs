@@ -10,10 +10,11 @@
 //! holds what the scenario should have logged, so that an empty capture cannot pass.
 
 use std::fmt::{self, Write as _};
-use std::io;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
+
+mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -31,10 +32,10 @@ use tower::ServiceBuilder;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{Layer, fmt::MakeWriter};
 
 // ---- the secrets -------------------------------------------------------------------------
 
@@ -91,28 +92,6 @@ static LOG_LINES: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 /// Every span attribute (at creation and recorded later) and every event field, raw.
 static FIELDS: Mutex<String> = Mutex::new(String::new());
 
-#[derive(Clone, Copy)]
-struct Capture;
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        lock(&LOG_LINES).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Capture {
-        Capture
-    }
-}
-
 /// Writes each field as `name=value`, strings raw (not escaped), everything else as `Debug`.
 struct FieldWriter<'a>(&'a mut String);
 
@@ -157,7 +136,7 @@ fn capture() {
         let subscriber = tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(Capture)
+                    .with_writer(support::Capture(&LOG_LINES))
                     .with_ansi(false)
                     .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE),
             )

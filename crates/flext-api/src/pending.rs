@@ -143,21 +143,38 @@ pub(crate) trait CallCloned: Send + Sync {
 pub(crate) type ExecuteFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<DecodedBody>, BoxError>> + Send>>;
 
-/// A stack whose responses are made [`DecodedBody`]s, behind [`CallCloned`].
-struct Decoded<S>(S);
+/// A stack the client's top can call: cloneable, shared between threads, with `'static`
+/// futures. `R` is its response body.
+pub(crate) trait TopStack<R>:
+    Service<Request<Body>, Response = http::Response<R>, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-impl<S> CallCloned for Decoded<S>
-where
-    S: Service<Request<Body>, Response = http::Response<DecodedInner>, Error = BoxError>
-        + Clone
+impl<S, R> TopStack<R> for S where
+    S: Service<
+            Request<Body>,
+            Response = http::Response<R>,
+            Error = BoxError,
+            Future: Send + 'static,
+        > + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
+}
+
+/// A stack whose responses are made [`DecodedBody`]s, behind [`CallCloned`], called through a
+/// clone per call.
+struct Decoded<S>(S);
+
+impl<S: TopStack<DecodedInner>> CallCloned for Decoded<S> {
     fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture {
         Box::pin(Decode {
-            call: self.0.clone().oneshot(req),
+            future: self.0.clone().oneshot(req),
         })
     }
 }
@@ -166,34 +183,13 @@ pin_project! {
     /// A call whose response body is made a [`DecodedBody`]. A struct rather than an `async`
     /// block, which would keep the call twice (as captured, then as awaited) and move it from
     /// one to the other on the first poll.
-    struct Decode<S: Service<Request<Body>>> {
-        #[pin]
-        call: Oneshot<S, Request<Body>>,
-    }
-}
-
-impl<S> Future for Decode<S>
-where
-    S: Service<Request<Body>, Response = http::Response<DecodedInner>, Error = BoxError>,
-{
-    type Output = Result<http::Response<DecodedBody>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = ready!(self.project().call.poll(cx))?;
-        Poll::Ready(Ok(response.map(DecodedBody::new)))
-    }
-}
-
-pin_project! {
-    /// A call made on a kept stack: its future, whose response body is made a
-    /// [`DecodedBody`].
-    struct DecodeCalled<F> {
+    struct Decode<F> {
         #[pin]
         future: F,
     }
 }
 
-impl<F> Future for DecodeCalled<F>
+impl<F> Future for Decode<F>
 where
     F: Future<Output = Result<http::Response<DecodedInner>, BoxError>>,
 {
@@ -282,17 +278,9 @@ impl<S: Service<Request<Body>>> Future for Kept<S> {
     }
 }
 
-impl<S> CallCloned for Slotted<S>
-where
-    S: Service<Request<Body>, Response = http::Response<DecodedInner>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+impl<S: TopStack<DecodedInner>> CallCloned for Slotted<S> {
     fn call_cloned(&self, req: Request<Body>) -> ExecuteFuture {
-        Box::pin(DecodeCalled {
+        Box::pin(Decode {
             future: self.call(req),
         })
     }
@@ -315,30 +303,14 @@ fn slot_count() -> usize {
 
 /// The client's top: response decompression when a feature asks for it, one body type, and
 /// the only type erasure of the stack.
-pub(crate) fn decoded<S>(service: S) -> Box<dyn CallCloned>
-where
-    S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+pub(crate) fn decoded<S: TopStack<ResponseBody>>(service: S) -> Box<dyn CallCloned> {
     Box::new(Decoded(decompressed(service)))
 }
 
 /// As [`decoded`], for a stack whose every service is ready without waiting and reserves
 /// nothing in `poll_ready` (the default shape: flext's own layers over the pool), called on
 /// kept clones (see [`Slotted`]).
-pub(crate) fn decoded_kept<S>(service: S) -> Box<dyn CallCloned>
-where
-    S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+pub(crate) fn decoded_kept<S: TopStack<ResponseBody>>(service: S) -> Box<dyn CallCloned> {
     let proto = decompressed(service);
     let slots = (0..slot_count())
         .map(|_| Slot(Mutex::new(proto.clone())))
@@ -347,25 +319,7 @@ where
 }
 
 /// `service` with tower-http's response decompression when a decompression feature is on.
-fn decompressed<S>(
-    service: S,
-) -> impl Service<
-    Request<Body>,
-    Response = http::Response<DecodedInner>,
-    Error = BoxError,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static
-where
-    S: Service<Request<Body>, Response = http::Response<ResponseBody>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+fn decompressed<S: TopStack<ResponseBody>>(service: S) -> impl TopStack<DecodedInner> {
     #[cfg(any(feature = "gzip", feature = "brotli", feature = "zstd"))]
     let service = {
         use tower::Layer;

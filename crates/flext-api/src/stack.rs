@@ -17,6 +17,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::body::Body;
 use crate::config::{BreakerClock, ClientConfig, Propagate};
 use crate::error::Error;
+use crate::pending::TopStack;
 use crate::redirect::RedirectLayer;
 use crate::timeout::{AttemptTimeoutLayer, DeadlineLayer, TotalTimeoutLayer};
 
@@ -173,18 +174,7 @@ where
     /// type-erased, so a call allocates no boxed future per layer and cloning the stack (retry
     /// and redirects clone their inner service per call) is reference counting, not boxing.
     /// Only custom layers, when there are any, are boxed.
-    pub(crate) fn build<S>(
-        &self,
-        inner: S,
-    ) -> impl Service<
-        Request<Body>,
-        Response = Response<ResB>,
-        Error = BoxError,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
+    pub(crate) fn build<S>(&self, inner: S) -> impl TopStack<ResB>
     where
         S: Service<Request<AttemptBody>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
@@ -244,17 +234,7 @@ where
     /// are no credentials nor custom layers, as one concrete type: the same layers in the
     /// same order as [`build`](Self::build), without its `Either`s (each of which is one more
     /// move of the future below it on every call). For any other shape, `inner` back.
-    pub(crate) fn build_all_on<S>(
-        &self,
-        inner: S,
-    ) -> Result<
-        impl Service<Request<Body>, Response = Response<ResB>, Error = BoxError, Future: Send + 'static>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-        S,
-    >
+    pub(crate) fn build_all_on<S>(&self, inner: S) -> Result<impl TopStack<ResB>, S>
     where
         S: Service<Request<AttemptBody>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,

@@ -334,14 +334,17 @@ async fn a_callers_trace_is_passed_on_and_always_sends_one_on_every_call() {
     let sent = traceparent_sent(client.get("a").header("traceparent", theirs)).await;
     assert_eq!(sent.as_deref(), Some(theirs));
 
-    let always = Client::builder()
-        .base_url(&server.url("/"))
-        .trace(TraceSettings {
-            propagate: Propagate::Always,
-            ..TraceSettings::default()
-        })
-        .build()
-        .unwrap();
+    let propagating = |propagate| {
+        Client::builder()
+            .base_url(&server.url("/"))
+            .trace(TraceSettings {
+                propagate,
+                ..TraceSettings::default()
+            })
+            .build()
+            .unwrap()
+    };
+    let always = propagating(Propagate::Always);
     let mut ids = Vec::new();
     for _ in 0..2 {
         let sent = traceparent_sent(always.get("b"))
@@ -353,14 +356,7 @@ async fn a_callers_trace_is_passed_on_and_always_sends_one_on_every_call() {
     }
     assert_ne!(ids[0], ids[1], "a trace per call");
 
-    let off = Client::builder()
-        .base_url(&server.url("/"))
-        .trace(TraceSettings {
-            propagate: Propagate::Off,
-            ..TraceSettings::default()
-        })
-        .build()
-        .unwrap();
+    let off = propagating(Propagate::Off);
     assert_eq!(traceparent_sent(off.get("c")).await, None);
 }
 
