@@ -80,9 +80,27 @@ async fn a_recorded_calls_trace_id_reaches_the_server_and_is_in_the_logs() {
         .match_indices("trace_id=")
         .map(|(at, key)| &logs[at + key.len()..at + key.len() + 32])
         .collect();
-    assert!(ids.len() >= 3, "the call and two attempts: {logs}");
     assert!(ids.iter().all(|id| *id == trace_id), "{trace_id} in {logs}");
-    assert!(logs.contains("http.request.resend_count=1"), "{logs}");
+    // Each attempt's span records the id itself: its close line names it twice, in the
+    // call's span and in its own.
+    let attempts: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("otel.kind=\"client\"") && l.contains(": close "))
+        .collect();
+    assert_eq!(attempts.len(), 2, "two attempts: {logs}");
+    for line in &attempts {
+        assert_eq!(
+            line.matches(&format!("trace_id={trace_id}")).count(),
+            2,
+            "{line}"
+        );
+    }
+    assert!(
+        attempts
+            .iter()
+            .any(|l| l.contains("http.request.resend_count=1")),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

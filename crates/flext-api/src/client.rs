@@ -126,12 +126,17 @@ impl Client {
     ///
     /// The future resolves to an error as described in [`Error`].
     pub fn execute(&self, request: Request<Body>) -> Pending {
-        self.clone().execute_owned(request)
+        self.clone().execute_owned(request, None)
     }
 
     /// [`execute`](Self::execute) with a clone of the client the caller already holds (a
-    /// [`RequestBuilder`]'s), which the [`Pending`] keeps until it hands the request over.
-    pub(crate) fn execute_owned(self, mut request: Request<Body>) -> Pending {
+    /// [`RequestBuilder`]'s), which the [`Pending`] keeps until it hands the request over,
+    /// and a timeout for the call counted from then.
+    pub(crate) fn execute_owned(
+        self,
+        mut request: Request<Body>,
+        timeout: Option<Duration>,
+    ) -> Pending {
         if request.uri().scheme().is_none() {
             let target = request
                 .uri()
@@ -148,7 +153,7 @@ impl Client {
                 request.headers_mut().insert(name, value.clone());
             }
         }
-        Pending::unsent(self, request)
+        Pending::unsent(self, request, timeout)
     }
 
     /// The type-erased stack calls go through.
@@ -207,7 +212,7 @@ impl Service<Request<Body>> for Client {
     type Future = Pending;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // Readiness is checked per call inside (each call uses its own clone of the stack).
+        // Readiness is checked per call inside, on the stack the call is made on.
         Poll::Ready(Ok(()))
     }
 

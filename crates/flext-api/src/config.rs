@@ -324,6 +324,14 @@ impl<'de> Deserialize<'de> for Propagate {
             Named(Named),
             Bool(bool),
         }
+        // `untagged` needs a self-describing format; a binary one reads the names alone.
+        if !d.is_human_readable() {
+            return Ok(match Named::deserialize(d)? {
+                Named::Off => Propagate::Off,
+                Named::Recorded => Propagate::Recorded,
+                Named::Always => Propagate::Always,
+            });
+        }
         Ok(match Repr::deserialize(d)? {
             Repr::Named(Named::Off) | Repr::Bool(false) => Propagate::Off,
             Repr::Named(Named::Recorded) | Repr::Bool(true) => Propagate::Recorded,
@@ -558,6 +566,14 @@ mod tests {
                 )),
                 "{written}"
             );
+        }
+        for (json, expected) in [
+            ("true", Propagate::Recorded),
+            ("\"always\"", Propagate::Always),
+        ] {
+            let c: ClientConfig =
+                serde_json::from_str(&format!(r#"{{"trace": {{"propagate": {json}}}}}"#)).unwrap();
+            assert_eq!(c.trace.propagate, expected, "{json}");
         }
         let err = ClientConfig::from_toml("[trace]\npropagate = \"sometimes\"\n").unwrap_err();
         assert!(

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 
 use flext_core::BoxError;
 use http::{Request, Uri};
@@ -37,6 +38,7 @@ enum State {
     Unsent {
         client: Client,
         request: Request<Body>,
+        timeout: Option<Duration>,
     },
     Sending {
         future: ExecuteFuture,
@@ -47,10 +49,19 @@ enum State {
 }
 
 impl Pending {
-    /// A request `client` sends when the `Pending` is first polled.
-    pub(crate) fn unsent(client: Client, request: Request<Body>) -> Pending {
+    /// A request `client` sends when the `Pending` is first polled, with a timeout counted
+    /// from then.
+    pub(crate) fn unsent(
+        client: Client,
+        request: Request<Body>,
+        timeout: Option<Duration>,
+    ) -> Pending {
         Pending {
-            state: State::Unsent { client, request },
+            state: State::Unsent {
+                client,
+                request,
+                timeout,
+            },
         }
     }
 
@@ -77,9 +88,15 @@ impl Future for Pending {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if matches!(self.state, State::Unsent { .. })
-            && let State::Unsent { client, request } =
-                std::mem::replace(&mut self.state, State::Failed(None))
+            && let State::Unsent {
+                client,
+                mut request,
+                timeout,
+            } = std::mem::replace(&mut self.state, State::Failed(None))
         {
+            if let Some(timeout) = timeout {
+                flext_core::Deadline::after(timeout).set_on(&mut request);
+            }
             let url = request.uri().clone();
             let future = client.inner_service().call_cloned(request);
             self.state = State::Sending {

@@ -33,6 +33,8 @@ use crate::pending::Pending;
 pub struct RequestBuilder {
     client: Client,
     request: Result<Request<Body>, Error>,
+    // Counted from the hand-off to the stack (`send`) or from `build`.
+    timeout: Option<Duration>,
 }
 
 impl RequestBuilder {
@@ -43,7 +45,11 @@ impl RequestBuilder {
             *req.uri_mut() = uri;
             req
         });
-        RequestBuilder { client, request }
+        RequestBuilder {
+            client,
+            request,
+            timeout: None,
+        }
     }
 
     fn with(mut self, f: impl FnOnce(&mut Request<Body>) -> Result<(), Error>) -> Self {
@@ -121,12 +127,12 @@ impl RequestBuilder {
         })
     }
 
-    /// A timeout for this call, within the client's total timeout.
-    pub fn timeout(self, timeout: Duration) -> Self {
-        self.with(move |req| {
-            Deadline::after(timeout).set_on(req);
-            Ok(())
-        })
+    /// A timeout for this call, within the client's total timeout. It counts from when the
+    /// request is handed to the stack (the first poll of [`send`](Self::send)'s future), or,
+    /// for a request made with [`build`](Self::build), from `build`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// A bearer token for this request alone (kept over the client's credential). Marked
@@ -197,17 +203,21 @@ impl RequestBuilder {
     ///
     /// The first error met while building.
     pub fn build(self) -> Result<Request<Body>, Error> {
-        self.request
+        let mut request = self.request?;
+        if let Some(timeout) = self.timeout {
+            Deadline::after(timeout).set_on(&mut request);
+        }
+        Ok(request)
     }
 
-    /// Sends the request.
+    /// Sends the request: it goes out when the returned [`Pending`] is awaited.
     ///
     /// # Errors
     ///
     /// See [`Error`].
     pub fn send(self) -> Pending {
         match self.request {
-            Ok(request) => self.client.execute_owned(request),
+            Ok(request) => self.client.execute_owned(request, self.timeout),
             Err(e) => Pending::failed(e),
         }
     }

@@ -312,7 +312,14 @@ async fn a_request_is_handed_to_the_stack_only_when_first_polled() {
     let metrics = client.stack().metrics().unwrap().clone();
     // Made and dropped: nothing counted, started or sent; through execute() as well.
     drop(client.get("never").header(ID_HEADER, "never").send());
-    drop(client.execute(http::Request::get("never").body(Body::empty()).unwrap()));
+    drop(
+        client.execute(
+            http::Request::get("/never")
+                .header(ID_HEADER, "never")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+    );
     let sent = client.get("once").header(ID_HEADER, "once").send();
     let snapshot = metrics.snapshot();
     assert_eq!(snapshot.request_count(), 0);
@@ -324,6 +331,20 @@ async fn a_request_is_handed_to_the_stack_only_when_first_polled() {
     assert_eq!(server.stats().requests_for_id("never"), 0);
     assert_eq!(server.stats().requests_for_id("once"), 1);
     assert_eq!(metrics.snapshot().request_count(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_per_request_timeout_counts_from_the_first_poll() {
+    let server = TestServer::start().await.unwrap();
+    let client = client_for(&server).await;
+    let pending = client.get("later").timeout(Duration::from_secs(1)).send();
+    // Five seconds pass between making the call and awaiting it (the clock moved by hand,
+    // then running again for the real sockets).
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    tokio::time::resume();
+    let response = pending.await.unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]

@@ -199,8 +199,8 @@ pub struct RequestHead {
     /// `deadline` field).
     pub extensions: http::Extensions,
     /// A [`Deadline`] that was the request's only extension, kept out of `extensions`.
-    /// [`into_request`](RequestHead::into_request) puts it back unless `extensions` has one
-    /// by then.
+    /// [`into_request`](RequestHead::into_request) puts it back (the earlier of the two when
+    /// `extensions` has one by then).
     pub deadline: Option<Deadline>,
 }
 
@@ -251,10 +251,14 @@ impl RequestHead {
         }
     }
 
-    /// The request's [`Deadline`]: the one in `extensions`, else the one kept apart.
+    /// The request's [`Deadline`]: the earlier of the one in `extensions` and the one kept
+    /// apart.
     #[inline]
     pub fn deadline(&self) -> Option<Deadline> {
-        self.extensions.get::<Deadline>().copied().or(self.deadline)
+        match (self.extensions.get::<Deadline>().copied(), self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A request with this head and `body`, the head kept for another.
@@ -272,10 +276,8 @@ impl RequestHead {
             *req.headers_mut() = headers;
         }
         *req.extensions_mut() = self.extensions;
-        if let Some(deadline) = self.deadline
-            && req.extensions().get::<Deadline>().is_none()
-        {
-            req.extensions_mut().insert(deadline);
+        if let Some(deadline) = self.deadline {
+            deadline.set_on(&mut req);
         }
         req
     }
@@ -343,12 +345,16 @@ mod tests {
         assert_eq!(Deadline::of(&again), Some(deadline));
         assert_eq!(Attempt::of(&again).number(), 2);
 
-        // A deadline put into the head's extensions since wins over the one kept apart.
-        let mut head = RequestHead::of(&alone);
+        // A deadline put into the head's extensions since: the earlier of the two counts.
         let sooner = Deadline::after(Duration::from_secs(1));
-        head.extensions.insert(sooner);
-        assert_eq!(head.deadline(), Some(sooner));
-        assert_eq!(Deadline::of(&head.into_request(())), Some(sooner));
+        let later = Deadline::after(Duration::from_secs(60));
+        for put in [sooner, later] {
+            let mut head = RequestHead::of(&alone);
+            head.extensions.insert(put);
+            let expected = put.min(deadline);
+            assert_eq!(head.deadline(), Some(expected));
+            assert_eq!(Deadline::of(&head.into_request(())), Some(expected));
+        }
 
         let none = RequestHead::of(&http::Request::new(()));
         assert_eq!(none.deadline(), None);
