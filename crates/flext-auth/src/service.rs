@@ -102,12 +102,11 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let config = &*self.config;
-        if let Some(entry) = config.scope.find(req.uri()) {
-            if let Err(e) = allowed(entry, config.allow_plain_http)
+        if let Some(entry) = config.scope.find(req.uri())
+            && let Err(e) = allowed(entry, config.allow_plain_http)
                 .and_then(|()| attach(&config.source, config.replace_existing, &mut req))
-            {
-                return StaticResponseFuture::failed(e);
-            }
+        {
+            return StaticResponseFuture::failed(e);
         }
         StaticResponseFuture::inner(self.inner.call(req))
     }

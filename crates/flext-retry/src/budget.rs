@@ -183,7 +183,7 @@ impl BudgetState {
     #[inline]
     pub(crate) fn deposit(&self) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % SAMPLE == 0 {
+        if n.is_multiple_of(SAMPLE) {
             self.credit_sample();
         }
     }

@@ -271,10 +271,10 @@ impl<B, C> Ctx<B, C> {
         self.head = None;
         self.replay = None;
         let reserved = mem::take(&mut self.reserved);
-        if reserved > 0 {
-            if let Some(memory) = self.shared.config.replay.memory() {
-                memory.release(reserved);
-            }
+        if reserved > 0
+            && let Some(memory) = self.shared.config.replay.memory()
+        {
+            memory.release(reserved);
         }
     }
 }

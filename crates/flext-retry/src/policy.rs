@@ -126,10 +126,10 @@ pub(crate) fn plan<C>(
         }
         _ => None,
     };
-    if let Some(asked) = asked {
-        if asked > config.max_retry_after {
-            return Err(StopReason::RetryAfterTooLong(asked));
-        }
+    if let Some(asked) = asked
+        && asked > config.max_retry_after
+    {
+        return Err(StopReason::RetryAfterTooLong(asked));
     }
     let delay = asked.map_or(backoff, |asked| asked.max(backoff));
     if deadline.is_some_and(|d| delay >= d.remaining()) {

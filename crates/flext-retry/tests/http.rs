@@ -132,12 +132,11 @@ async fn a_post_whose_connection_was_refused_is_retried_and_executed_once() -> T
         let (mut http, srv, restarted) = (http.clone(), Arc::clone(&srv), Arc::clone(&restarted));
         async move {
             let result = http.call(req).await;
-            if let Err(e) = &result {
-                if TransportError::find(&**e).is_some_and(TransportError::is_connect)
-                    && !restarted.swap(true, Ordering::SeqCst)
-                {
-                    srv.restart().await?;
-                }
+            if let Err(e) = &result
+                && TransportError::find(&**e).is_some_and(TransportError::is_connect)
+                && !restarted.swap(true, Ordering::SeqCst)
+            {
+                srv.restart().await?;
             }
             result
         }

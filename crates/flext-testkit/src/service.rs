@@ -113,10 +113,10 @@ impl Shared {
             };
             return Ok(script.step(n).clone());
         }
-        if let (Some(id), Some(n)) = (id, id_n) {
-            if let Some(script) = scripts.by_id.get(id) {
-                return Ok(script.step(n).clone());
-            }
+        if let (Some(id), Some(n)) = (id, id_n)
+            && let Some(script) = scripts.by_id.get(id)
+        {
+            return Ok(script.step(n).clone());
         }
         if let Some(script) = scripts.by_path.get(path) {
             let n = advance(&mut scripts.path_position, path);

@@ -144,7 +144,7 @@ pub struct Plan {
 impl SoakParams {
     /// The plan of request `n`, from the seed alone.
     pub fn plan(&self, n: u64) -> Plan {
-        let protocol = if n % 2 == 0 {
+        let protocol = if n.is_multiple_of(2) {
             Protocol::Http1
         } else {
             Protocol::H2c

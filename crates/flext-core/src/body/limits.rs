@@ -223,10 +223,10 @@ impl Reservation {
         if total <= self.bytes {
             return true;
         }
-        if let Some(memory) = &self.memory {
-            if !memory.try_reserve(total - self.bytes) {
-                return false;
-            }
+        if let Some(memory) = &self.memory
+            && !memory.try_reserve(total - self.bytes)
+        {
+            return false;
         }
         self.bytes = total;
         true

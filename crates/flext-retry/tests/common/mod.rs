@@ -68,10 +68,10 @@ pub fn map_error(e: hyper_util::client::legacy::Error) -> BoxError {
     }
     let mut cur: Option<&(dyn StdError + 'static)> = Some(&e);
     while let Some(err) = cur {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
-                return TransportError::refused(Some(e.into())).into();
-            }
+        if let Some(h2) = err.downcast_ref::<h2::Error>()
+            && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+        {
+            return TransportError::refused(Some(e.into())).into();
         }
         cur = err.source();
     }

@@ -83,10 +83,10 @@ pub(crate) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 pub(crate) fn has_h2_reason(err: &(dyn std::error::Error + 'static), reason: h2::Reason) -> bool {
     let mut cause = Some(err);
     while let Some(err) = cause {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            if h2.reason() == Some(reason) {
-                return true;
-            }
+        if let Some(h2) = err.downcast_ref::<h2::Error>()
+            && h2.reason() == Some(reason)
+        {
+            return true;
         }
         cause = err.source();
     }
