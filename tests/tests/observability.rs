@@ -12,8 +12,7 @@ mod support;
 
 use flext_api::trace::TraceParent;
 use flext_api::{Client, RetrySettings};
-use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
-use serde_json::Value;
+use flext_testkit::{Echoed, ID_HEADER, SCRIPT_HEADER, TestServer};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -47,7 +46,7 @@ async fn a_recorded_calls_trace_id_reaches_the_server_and_is_in_the_logs() {
         .build()
         .unwrap();
     // A 503 and then the echo: two attempts of one call.
-    let echo: Value = client
+    let echoed: Echoed = client
         .get("traced")
         .header(SCRIPT_HEADER, "503,echo")
         .header(ID_HEADER, "traced-1")
@@ -58,12 +57,8 @@ async fn a_recorded_calls_trace_id_reaches_the_server_and_is_in_the_logs() {
         .await
         .unwrap();
     assert_eq!(server.stats().requests_for_id("traced-1"), 2);
-    let sent = echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|pair| pair[0] == "traceparent")
-        .and_then(|pair| pair[1].as_str())
+    let sent = echoed
+        .header("traceparent")
         .expect("a recorded call sends its trace");
     let sent: TraceParent = sent.parse().unwrap();
     assert!(sent.is_sampled(), "this side records it");

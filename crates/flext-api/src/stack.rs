@@ -456,13 +456,8 @@ mod tests {
             let timed_out = err
                 .downcast_ref::<crate::timeout::TotalTimeoutElapsed>()
                 .is_some()
-                || std::iter::successors(Some(&*err as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .any(|e| {
-                    e.downcast_ref::<flext_core::TransportError>()
-                        .is_some_and(flext_core::TransportError::is_timeout)
-                });
+                || flext_core::TransportError::find(&*err)
+                    .is_some_and(flext_core::TransportError::is_timeout);
             assert!(timed_out, "all_on: {all_on}: {err:?}");
         }
     }

@@ -8,7 +8,7 @@ use flext_api::{
     AttemptBody, Body, BreakerClock, BreakerSettings, Client, ClientConfig, Error, RetrySettings,
     stack,
 };
-use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
+use flext_testkit::{Echoed, ID_HEADER, SCRIPT_HEADER, TestServer};
 use http::{StatusCode, Version};
 use tower::ServiceExt;
 
@@ -250,15 +250,9 @@ async fn json_round_trip() {
         sku: &'static str,
         qty: u32,
     }
-    #[derive(serde::Deserialize)]
-    struct Echo {
-        method: String,
-        body: String,
-        headers: Vec<(String, String)>,
-    }
     let server = TestServer::start().await.unwrap();
     let client = client_for(&server).await;
-    let echo: Echo = client
+    let echo: Echoed = client
         .put("orders/1")
         .header(SCRIPT_HEADER, "echo")
         .json(&Order { sku: "A-1", qty: 2 })
@@ -270,19 +264,13 @@ async fn json_round_trip() {
         .unwrap();
     assert_eq!(echo.method, "PUT");
     assert_eq!(echo.body, r#"{"sku":"A-1","qty":2}"#);
-    let header = |name: &str| {
-        echo.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(echo.header("content-type"), Some("application/json"));
     assert_eq!(
-        header("user-agent").as_deref(),
+        echo.header("user-agent"),
         Some(flext_api::DEFAULT_USER_AGENT)
     );
     // No subscriber in this test binary records the call's spans: no trace is made up.
-    assert_eq!(header("traceparent"), None);
+    assert_eq!(echo.header("traceparent"), None);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use flext_api::{Body, Client, Propagate, RetrySettings, TraceSettings};
-use flext_testkit::{ID_HEADER, SCRIPT_HEADER, TestServer};
+use flext_testkit::{Echoed, ID_HEADER, SCRIPT_HEADER, TestServer};
 
 async fn client_for(server: &TestServer) -> Client {
     Client::builder()
@@ -22,11 +22,7 @@ async fn client_for(server: &TestServer) -> Client {
 
 /// The `traceparent` the server got, read from its echo.
 async fn traceparent_sent(request: flext_api::RequestBuilder) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Echo {
-        headers: Vec<(String, String)>,
-    }
-    let echo: Echo = request
+    let echoed: Echoed = request
         .header(SCRIPT_HEADER, "echo")
         .send()
         .await
@@ -34,10 +30,7 @@ async fn traceparent_sent(request: flext_api::RequestBuilder) -> Option<String> 
         .json()
         .await
         .unwrap();
-    echo.headers
-        .into_iter()
-        .find(|(n, _)| n == "traceparent")
-        .map(|(_, v)| v)
+    echoed.header("traceparent").map(str::to_owned)
 }
 
 #[tokio::test]

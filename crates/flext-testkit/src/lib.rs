@@ -65,6 +65,7 @@
 mod body;
 mod config;
 mod conn;
+mod echoed;
 mod raw;
 mod script;
 mod server;
@@ -75,6 +76,7 @@ mod tls;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use config::{Builder, RandomFaults};
+pub use echoed::Echoed;
 pub use script::{Script, ScriptError};
 pub use server::TestServer;
 pub use stats::Stats;

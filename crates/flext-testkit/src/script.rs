@@ -61,7 +61,8 @@ const MAX_RETRY_AFTER_DATE: u64 = 100 * 365 * 24 * 3600;
 /// `echo` answers `application/json` with `method`, `uri`, `path`, `query` (or `null`),
 /// `version` (`"HTTP/1.1"`, `"HTTP/2.0"`), `headers` as `[name, value]` pairs in order with
 /// repeats, `body` (UTF-8, lossy), `body_len`, `trailers` as pairs when the request had
-/// any, and `connection`, the server's number for the connection.
+/// any, and `connection`, the server's number for the connection; a test reads it back
+/// as an [`Echoed`](crate::Echoed).
 ///
 /// ```
 /// use flext_testkit::Script;

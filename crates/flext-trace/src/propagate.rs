@@ -467,15 +467,11 @@ pub(crate) fn join(
                 from_otel: false,
             });
         }
-        None => {
-            return Some(Joined {
-                parent: match headers.get(TRACEPARENT).and_then(parse_header) {
-                    Some(theirs) => theirs.with_parent(SpanId::random()),
-                    None => TraceParent::random(recorded),
-                },
-                from_otel: false,
-            });
-        }
+        // Not injecting: a caller's trace is continued in the span only.
+        None => match headers.get(TRACEPARENT).and_then(parse_header) {
+            Some(theirs) => theirs.with_parent(SpanId::random()),
+            None => TraceParent::random(recorded),
+        },
     };
     if inject {
         parent.insert_into(headers);
