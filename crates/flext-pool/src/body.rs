@@ -11,7 +11,8 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::conn::{Conn, Proto};
-use crate::error::{Error, classify_body};
+use crate::error::{Error, classify_body, classify_h2_body};
+use crate::http2::RecvBody;
 use crate::metrics::CloseReason;
 use crate::origin_pool::Release;
 
@@ -24,9 +25,45 @@ use crate::origin_pool::Release;
 ///
 /// Errors are [`Error`]s whose transport error says the request was sent.
 pub struct Body {
-    inner: Incoming,
+    inner: Inner,
     guard: Option<Arc<dyn Finish>>,
     reuse: bool,
+}
+
+/// The body as the connection gives it.
+#[derive(Debug)]
+pub(crate) enum Inner {
+    H1(Incoming),
+    H2(RecvBody),
+}
+
+impl Inner {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, TransportError>>> {
+        match self {
+            Inner::H1(incoming) => http_body::Body::poll_frame(Pin::new(incoming), cx)
+                .map(|frame| frame.map(|r| r.map_err(classify_body))),
+            Inner::H2(recv) => recv
+                .poll_frame(cx)
+                .map(|frame| frame.map(|r| r.map_err(classify_h2_body))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::H1(incoming) => http_body::Body::is_end_stream(incoming),
+            Inner::H2(recv) => recv.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::H1(incoming) => http_body::Body::size_hint(incoming),
+            Inner::H2(recv) => recv.size_hint(),
+        }
+    }
 }
 
 /// How a body ended, for the connection it holds.
@@ -75,13 +112,13 @@ where
 impl Body {
     /// Wraps a body; `reuse` says whether an HTTP/1.1 connection may carry another request
     /// once this body ends (no `Connection: close`).
-    pub(crate) fn new(inner: Incoming, guard: Arc<dyn Finish>, reuse: bool) -> Body {
+    pub(crate) fn new(inner: Inner, guard: Arc<dyn Finish>, reuse: bool) -> Body {
         let mut body = Body {
             inner,
             guard: Some(guard),
             reuse,
         };
-        if http_body::Body::is_end_stream(&body.inner) {
+        if body.inner.is_end_stream() {
             body.finish(End::Done { reuse });
         }
         body
@@ -103,7 +140,7 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+        match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if this.inner.is_end_stream() {
                     let reuse = this.reuse;
@@ -111,10 +148,10 @@ impl http_body::Body for Body {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => {
+            Some(Err(transport)) => {
                 let transport = match &this.guard {
-                    Some(guard) => guard.mark(classify_body(e)),
-                    None => classify_body(e),
+                    Some(guard) => guard.mark(transport),
+                    None => transport,
                 };
                 this.finish(End::Failed);
                 Poll::Ready(Some(Err(Error::body(transport))))
@@ -138,7 +175,10 @@ impl http_body::Body for Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        let end = if http_body::Body::is_end_stream(&self.inner) {
+        if self.guard.is_none() {
+            return;
+        }
+        let end = if self.inner.is_end_stream() {
             End::Done { reuse: self.reuse }
         } else {
             End::Dropped

@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use flext_core::TransportError;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use tokio::time::Instant;
 
+use crate::error::Message;
+use crate::http2;
 use crate::metrics::CloseReason;
 use crate::origin_pool::OriginPool;
 use crate::sniff::PeerState;
@@ -60,8 +62,18 @@ impl Link {
     }
 
     /// `err`, marked [`TransportError::during_goaway`] when the server was closing this
-    /// connection gracefully (every GOAWAY it sent says `NO_ERROR`).
+    /// connection gracefully (every GOAWAY it sent says `NO_ERROR`); a timeout when the
+    /// connection was closed for an unanswered keep-alive PING.
     pub(crate) fn mark(&self, err: TransportError) -> TransportError {
+        if self.peer.as_ref().is_some_and(|p| p.ping_timed_out()) {
+            return TransportError::new(
+                flext_core::TransportErrorKind::Timeout,
+                err.sent(),
+                Some(Box::new(Message(
+                    "the connection was closed: an http2 keep-alive ping was not answered in time",
+                ))),
+            );
+        }
         if self.peer.as_ref().is_some_and(|p| p.graceful_goaway()) {
             err.during_goaway()
         } else {
@@ -84,7 +96,7 @@ pub(crate) struct Conn<B: 'static> {
 
 pub(crate) enum Proto<B> {
     H1(H1<B>),
-    H2(H2<B>),
+    H2(H2),
 }
 
 pub(crate) struct H1<B> {
@@ -92,8 +104,8 @@ pub(crate) struct H1<B> {
     tx: Mutex<Option<http1::SendRequest<B>>>,
 }
 
-pub(crate) struct H2<B> {
-    pub(crate) tx: http2::SendRequest<B>,
+pub(crate) struct H2 {
+    pub(crate) tx: http2::SendRequest,
     /// Streams this pool has open on the connection.
     pub(crate) active: AtomicUsize,
     /// Nanoseconds after the origin pool's epoch when `active` last fell to zero.
@@ -124,7 +136,7 @@ impl<B: 'static> Conn<B> {
         link: Arc<Link>,
         pool: Weak<OriginPool<B>>,
         expires: Option<Instant>,
-        tx: http2::SendRequest<B>,
+        tx: http2::SendRequest,
         idle_since: u64,
     ) -> Conn<B> {
         Conn {
@@ -192,7 +204,7 @@ impl<B: 'static> Conn<B> {
         drop(self.take_h1_tx());
     }
 
-    pub(crate) fn h2(&self) -> Option<&H2<B>> {
+    pub(crate) fn h2(&self) -> Option<&H2> {
         match &self.proto {
             Proto::H2(h2) => Some(h2),
             Proto::H1(_) => None,
@@ -205,7 +217,7 @@ impl<B: 'static> Conn<B> {
             Proto::H2(h2) => {
                 !h2.retired.load(Ordering::Acquire)
                     && !self.link.goaway()
-                    && !h2.tx.is_closed()
+                    && !self.link.closed.load(Ordering::Acquire)
                     && !self.is_expired(now)
             }
             Proto::H1(_) => false,

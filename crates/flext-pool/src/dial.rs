@@ -1,5 +1,6 @@
-//! Opening a connection: the connector's IO, the protocol choice, hyper's handshake, the
-//! driver task, and for HTTP/2 the wait for the server's first SETTINGS.
+//! Opening a connection: the connector's IO, the protocol choice, the handshake (hyper's for
+//! HTTP/1.1, h2's for HTTP/2), the driver task, and for HTTP/2 the wait for the server's
+//! first SETTINGS.
 
 use std::error::Error as StdError;
 use std::future::{Future, poll_fn};
@@ -8,16 +9,17 @@ use std::time::Duration;
 
 use flext_core::{BoxError, Sent, TransportError, TransportErrorKind};
 use http::Uri;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use hyper::rt::{Read, Write};
 use hyper_util::client::legacy::connect::Connection;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::config::Config;
 use crate::conn::{Conn, Link};
 use crate::error::{Message, classify_connect};
+use crate::http2::{self, Pings};
 use crate::origin_pool::{Dial, OriginPool};
 use crate::sniff::{PeerState, Sniff};
 
@@ -26,18 +28,13 @@ pub(crate) struct Dialer<C> {
     connector: C,
     config: Arc<Config>,
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: Arc<(h2::client::Builder, Pings)>,
 }
 
 impl<C> Dialer<C> {
     pub(crate) fn new(connector: C, config: Arc<Config>) -> Dialer<C> {
         let h1 = http1::Builder::new();
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .adaptive_window(config.http2_adaptive_window)
-            .keep_alive_interval(config.http2_keep_alive_interval)
-            .keep_alive_timeout(config.http2_keep_alive_timeout)
-            .keep_alive_while_idle(true);
+        let h2 = Arc::new(http2::builder(&config));
         Dialer {
             connector,
             config,
@@ -103,7 +100,7 @@ async fn connect<C, B>(
     mut connector: C,
     pool: &Arc<OriginPool<B>>,
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: Arc<(h2::client::Builder, Pings)>,
 ) -> Result<Arc<Conn<B>>, TransportError>
 where
     C: Service<Uri>,
@@ -141,8 +138,13 @@ where
     if use_h2 {
         let peer = PeerState::new();
         let link = Link::new(id, Some(peer.clone()));
-        let io = TokioIo::new(Sniff::new(TokioIo::new(io), peer.clone()));
-        let (tx, driver) = h2.handshake(io).await.map_err(TransportError::connect)?;
+        let io = Sniff::new(TokioIo::new(io), peer.clone());
+        let (builder, pings) = &*h2;
+        let (tx, conn) = builder
+            .handshake(io)
+            .await
+            .map_err(TransportError::connect)?;
+        let driver = http2::Driver::new(conn, *pings, peer.clone());
         spawn_driver(driver, pool.weak(), link.clone());
         let conn = Arc::new(Conn::new_h2(
             link,
@@ -196,14 +198,17 @@ pub(crate) fn going_away_error(peer: &PeerState) -> Option<TransportError> {
 
 /// Runs a connection until it ends, then tells the pool. The task holds the pool weakly and
 /// never holds the [`Conn`], so dropping the pool or the connection's last handle ends it.
-fn spawn_driver<F, B>(driver: F, pool: Weak<OriginPool<B>>, link: Arc<Link>)
+fn spawn_driver<F, E, B>(driver: F, pool: Weak<OriginPool<B>>, link: Arc<Link>)
 where
-    F: Future<Output = hyper::Result<()>> + Send + 'static,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: StdError + 'static,
     B: Send + 'static,
 {
     tokio::spawn(async move {
         let result = driver.await;
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && link.close_reason().is_none()
+        {
             tracing::debug!(id = link.id, error = %Chain(e), "connection ended with an error");
         }
         match pool.upgrade() {

@@ -271,6 +271,27 @@ fn kind_of(err: &hyper::Error, sent_hint: Sent) -> (TransportErrorKind, Sent) {
     (K::Reset, Sent::Maybe)
 }
 
+/// Sorts an error from h2 (opening a stream, its response, or its body).
+///
+/// `sent_hint` is `No` when the stream was never opened, whatever the error says.
+pub(crate) fn classify_h2(err: h2::Error, sent_hint: Sent) -> TransportError {
+    let (mut kind, mut sent) = h2_kind(&err);
+    if sent_hint == Sent::No {
+        sent = Sent::No;
+        if err.reason().is_none() && !err.is_io() {
+            // h2 refused the request itself (a malformed header, stream ids used up).
+            kind = TransportErrorKind::Other;
+        }
+    }
+    TransportError::new(kind, sent, Some(Box::new(err)))
+}
+
+/// Sorts an error reading an HTTP/2 response body: the request was sent.
+pub(crate) fn classify_h2_body(err: h2::Error) -> TransportError {
+    let (kind, _) = h2_kind(&err);
+    TransportError::new(kind, Sent::Yes, Some(Box::new(err)))
+}
+
 /// REFUSED_STREAM and a graceful GOAWAY that excluded the stream mean "not processed"
 /// (RFC 9113 §8.7); any other HTTP/2 error may come after processing.
 pub(crate) fn h2_kind(err: &h2::Error) -> (TransportErrorKind, Sent) {

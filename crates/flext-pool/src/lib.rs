@@ -80,6 +80,7 @@ mod dial;
 mod dns;
 mod error;
 mod future;
+mod http2;
 mod layer;
 mod metrics;
 mod origin_pool;

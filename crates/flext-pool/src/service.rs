@@ -19,12 +19,13 @@ use hyper::rt::{Read, Write};
 use hyper_util::client::legacy::connect::Connection;
 use tower_service::Service;
 
-use crate::body::Body;
+use crate::body::{Body, Inner as BodyInner};
 use crate::config::Config;
 use crate::conn::{Conn, Proto};
 use crate::dial::Dialer;
-use crate::error::{Error, classify_hyper};
+use crate::error::{Error, classify_h2, classify_hyper};
 use crate::future::ResponseFuture;
+use crate::http2;
 use crate::metrics::{CloseReason, OriginSnapshot, PoolSnapshot};
 use crate::origin_pool::{Dial, OriginPool, Release};
 use crate::ready::ReadyGate;
@@ -347,30 +348,40 @@ where
                     Err(mut e) => {
                         drop(tx);
                         let unsent = e.take_message();
-                        let reason = if unsent.is_some() {
-                            CloseReason::Peer
+                        let (reason, sent) = if unsent.is_some() {
+                            (CloseReason::Peer, Sent::No)
                         } else {
-                            CloseReason::Error
+                            (CloseReason::Error, Sent::Maybe)
                         };
                         pool.release_h1(conn, Release::Close(reason));
-                        (unsent, e.into_error(), None)
+                        (unsent, classify_hyper(e.into_error(), sent), None)
                     }
                 }
             }
             Proto::H2(h2) => {
                 let mut tx = h2.tx.clone();
-                prepare_h2(&mut req);
-                let result = tx.try_send_request(req).await;
-                match result {
-                    Ok(resp) => {
-                        return Ok(wrap(resp, lease.into_conn(), true, reused, &pool));
-                    }
-                    Err(mut e) => {
-                        // Kept to tell whether the server was closing the connection gracefully.
+                match poll_fn(|cx| tx.poll_ready(cx)).await {
+                    Err(e) => {
+                        // The connection ended or is going away: the request is still here.
                         let link = lease.conn().link.clone();
                         drop(lease);
-                        (e.take_message(), e.into_error(), Some(link))
+                        (Some(req), classify_h2(e, Sent::No), Some(link))
                     }
+                    Ok(()) => match http2::send(&mut tx, req).await {
+                        Ok(resp) => {
+                            let conn = lease.into_conn();
+                            if reused {
+                                pool.metrics.reused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return Ok(resp.map(|recv| Body::new(BodyInner::H2(recv), conn, true)));
+                        }
+                        Err(e) => {
+                            // Kept to tell whether the server was closing the connection gracefully.
+                            let link = lease.conn().link.clone();
+                            drop(lease);
+                            (None, e, Some(link))
+                        }
+                    },
                 }
             }
         };
@@ -388,18 +399,7 @@ where
                 req = r;
                 restore_absolute(&mut req, &pool);
             }
-            Some(_) => {
-                return Err(Error::request(
-                    &pool.origin,
-                    mark(classify_hyper(err, Sent::No)),
-                ));
-            }
-            None => {
-                return Err(Error::request(
-                    &pool.origin,
-                    mark(classify_hyper(err, Sent::Maybe)),
-                ));
-            }
+            Some(_) | None => return Err(Error::request(&pool.origin, mark(err))),
         }
     }
 }
@@ -418,7 +418,7 @@ where
     if reused {
         pool.metrics.reused.fetch_add(1, Ordering::Relaxed);
     }
-    resp.map(|incoming| Body::new(incoming, conn, reuse))
+    resp.map(|incoming| Body::new(BodyInner::H1(incoming), conn, reuse))
 }
 
 /// HTTP/1.1 wants the origin form (`/path?query`) and a `Host` header.
@@ -437,10 +437,6 @@ fn prepare_h1<B>(req: &mut Request<B>, pool: &OriginPool<B>) {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(pq);
     }
-}
-
-fn prepare_h2<B>(req: &mut Request<B>) {
-    *req.version_mut() = Version::HTTP_2;
 }
 
 /// Gives a request made ready for HTTP/1.1 its absolute URI back, for a resend that may go

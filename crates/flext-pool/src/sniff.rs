@@ -1,7 +1,8 @@
-//! A read-side HTTP/2 frame sniffer: learns the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` and
-//! sees a GOAWAY, which hyper does not tell a pool about.
+//! A read-side HTTP/2 frame sniffer: learns the peer's `SETTINGS_MAX_CONCURRENT_STREAMS`,
+//! sees a GOAWAY before h2 reports it, and counts the frames and DATA bytes read (for the
+//! connection driver's keep-alive and window sizing).
 //!
-//! The IO under hyper's HTTP/2 connection is wrapped in [`Sniff`], which passes every byte
+//! The IO under the HTTP/2 connection is wrapped in [`Sniff`], which passes every byte
 //! through unchanged and feeds the bytes it read to a [`FrameSniffer`]. The sniffer follows
 //! frame boundaries (a 9-byte header: 24-bit length, type, flags, 31-bit stream id) and only
 //! looks inside SETTINGS and GOAWAY payloads, so its cost is per frame, not per byte.
@@ -16,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 const FRAME_HEADER_LEN: usize = 9;
+const TYPE_DATA: u8 = 0x0;
 const TYPE_SETTINGS: u8 = 0x4;
 const TYPE_GOAWAY: u8 = 0x7;
 const FLAG_ACK: u8 = 0x1;
@@ -34,6 +36,14 @@ pub(crate) struct PeerState {
     goaway_error: AtomicBool,
     /// Woken at the first SETTINGS frame, at a GOAWAY and when the connection ends.
     changed: Notify,
+    /// Frames read, of any kind: the connection's driver reads it to tell an idle
+    /// connection (keep-alive pings) from a busy one. Written by the sniffer only, in the
+    /// driver's task.
+    frames: AtomicU64,
+    /// DATA payload bytes read: the driver's bandwidth-delay samples.
+    data_bytes: AtomicU64,
+    /// The driver closed the connection because a keep-alive PING went unanswered.
+    ping_timed_out: AtomicBool,
 }
 
 impl PeerState {
@@ -44,6 +54,9 @@ impl PeerState {
             goaway: AtomicBool::new(false),
             goaway_error: AtomicBool::new(false),
             changed: Notify::new(),
+            frames: AtomicU64::new(0),
+            data_bytes: AtomicU64::new(0),
+            ping_timed_out: AtomicBool::new(false),
         })
     }
 
@@ -83,6 +96,25 @@ impl PeerState {
                 return;
             }
         }
+    }
+
+    /// Frames read so far.
+    pub(crate) fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// DATA payload bytes read so far.
+    pub(crate) fn data_bytes(&self) -> u64 {
+        self.data_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection was closed for an unanswered keep-alive PING.
+    pub(crate) fn ping_timed_out(&self) -> bool {
+        self.ping_timed_out.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ping_timed_out(&self) {
+        self.ping_timed_out.store(true, Ordering::Release);
     }
 
     /// Wakes whoever waits for the settings (the connection ended).
@@ -159,6 +191,17 @@ impl FrameSniffer {
         let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
         let (kind, flags) = (h[3], h[4]);
         self.remaining = len;
+        // One writer (this sniffer, in the connection's task): a load and a store, no
+        // locked read-modify-write.
+        let frames = &self.peer.frames;
+        frames.store(frames.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if kind == TYPE_DATA {
+            let bytes = &self.peer.data_bytes;
+            bytes.store(
+                bytes.load(Ordering::Relaxed) + len as u64,
+                Ordering::Relaxed,
+            );
+        }
         self.entry_len = 0;
         self.kind = if kind == TYPE_SETTINGS && flags & FLAG_ACK == 0 {
             Payload::Settings

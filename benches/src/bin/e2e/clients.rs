@@ -67,6 +67,10 @@ pub(crate) enum ClientKind {
     /// runs: this is what those headers cost on the wire and in both ends' HTTP code, the
     /// floor under any implementation of the stack. A diagnostic row.
     PoolWithHeaders(Headers),
+    /// The h2 crate alone over one TCP connection, each task on a clone of its
+    /// `SendRequest`: no pool, no limits. The floor under flext-pool's HTTP/2 (which drives
+    /// h2 the same way). A diagnostic row, h2c cells only.
+    RawH2,
 }
 
 /// The headers a `PoolWithHeaders` row sends.
@@ -105,7 +109,8 @@ impl ClientKind {
     ];
 
     /// The ablation rows, for profiling the full stack's cost.
-    pub(crate) const ABLATIONS: [ClientKind; 9] = [
+    pub(crate) const ABLATIONS: [ClientKind; 10] = [
+        ClientKind::RawH2,
         ClientKind::FlextTraceparentAlways,
         ClientKind::FlextWithout(Part::Trace),
         ClientKind::FlextWithout(Part::Retry),
@@ -134,6 +139,7 @@ impl ClientKind {
             ClientKind::StackOverPool => "flext-stack",
             ClientKind::PoolWithHeaders(Headers::Agent) => "flext-pool-ua",
             ClientKind::PoolWithHeaders(Headers::AgentAndTraceparent) => "flext-pool-headers",
+            ClientKind::RawH2 => "raw-h2",
         }
     }
 
@@ -158,6 +164,7 @@ impl ClientKind {
             ClientKind::PoolWithHeaders(Headers::AgentAndTraceparent) => {
                 "flext-pool alone + User-Agent + traceparent"
             }
+            ClientKind::RawH2 => "h2 crate alone (the floor under flext-pool's HTTP/2)",
         }
     }
 }
@@ -183,6 +190,7 @@ pub(crate) async fn run(kind: ClientKind, target: &Target<'_>) -> Result<Measure
         ClientKind::FlextTraceparentAlways => flext_client(target, Variant::Always).await,
         ClientKind::StackOverPool => stack_over_pool(target).await,
         ClientKind::PoolWithHeaders(headers) => flext_pool(target, Some(headers)).await,
+        ClientKind::RawH2 => raw_h2(target).await,
     }
 }
 
@@ -441,6 +449,40 @@ async fn stack_over_pool(t: &Target<'_>) -> Result<Measurement, BoxError> {
             let version = response.version();
             let body = response.into_body().collect().await?.to_bytes();
             Ok((body.len(), version))
+        }
+    })
+    .await)
+}
+
+async fn raw_h2(t: &Target<'_>) -> Result<Measurement, BoxError> {
+    if t.proto != Proto::H2c {
+        return Err("the raw-h2 row runs in h2c cells only".into());
+    }
+    let uri: Uri = t.url.parse()?;
+    let authority = uri
+        .authority()
+        .ok_or("the target has no authority")?
+        .as_str();
+    let tcp = tokio::net::TcpStream::connect(authority).await?;
+    tcp.set_nodelay(true)?;
+    let (tx, connection) = h2::client::handshake(tcp).await?;
+    tokio::spawn(connection);
+    Ok(drive(t.concurrency, t.timing, t.proto.version(), move || {
+        let request = Request::get(uri.clone()).body(());
+        let tx = tx.clone();
+        async move {
+            let mut tx = tx.ready().await?;
+            let (response, _) = tx.send_request(request?, true)?;
+            let response = response.await?;
+            let version = response.version();
+            let mut body = response.into_body();
+            let mut len = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                len += chunk.len();
+                body.flow_control().release_capacity(chunk.len())?;
+            }
+            Ok((len, version))
         }
     })
     .await)

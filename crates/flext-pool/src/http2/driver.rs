@@ -1,0 +1,278 @@
+//! [`Driver`]: an HTTP/2 connection's task, with keep-alive PINGs and the adaptive window.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+
+use super::{KeepAlive, Pings, SPEC_WINDOW};
+use crate::sniff::PeerState;
+
+/// The largest window the adaptive sizing sets (hyper's and gRPC's cap).
+const MAX_WINDOW: u32 = 16 * 1024 * 1024;
+/// After a sample that did not grow the window, the next waits at least this long, doubling
+/// up to [`MAX_SAMPLE_DELAY`]: a connection whose bandwidth is known is not pinged per RTT.
+const MIN_SAMPLE_DELAY: Duration = Duration::from_millis(100);
+const MAX_SAMPLE_DELAY: Duration = Duration::from_secs(10);
+
+/// Drives an h2 client connection until it ends.
+///
+/// One PING at a time serves both purposes:
+/// - **keep-alive**: after `interval` without a frame read, a PING; no answer (or any
+///   frame) within `timeout` closes the connection, and the requests on it fail as timeouts.
+/// - **adaptive window**: while DATA arrives, a PING measures the round trip; the DATA bytes
+///   read during it are a sample of the bandwidth-delay product. When a sample fills two
+///   thirds of the window at a bandwidth not seen before, the connection's and the streams'
+///   windows grow to twice the sample, up to 16 MiB.
+pub(crate) struct Driver<T> {
+    conn: h2::client::Connection<T, Bytes>,
+    pinger: Option<Pinger>,
+    peer: Arc<PeerState>,
+}
+
+struct Pinger {
+    pong: h2::PingPong,
+    peer: Arc<PeerState>,
+    /// When the PING in flight was sent, and the DATA bytes read by then.
+    in_flight: Option<(Instant, u64)>,
+    keep_alive: Option<KeepAliveState>,
+    window: Option<Window>,
+}
+
+struct KeepAliveState {
+    config: KeepAlive,
+    sleep: Pin<Box<Sleep>>,
+    /// Frames read when last looked at, and when that count last moved.
+    frames: u64,
+    last_read: Instant,
+    /// A PING is in flight for keep-alive: `sleep` is its deadline.
+    awaiting: bool,
+}
+
+struct Window {
+    size: u32,
+    max_bandwidth: f64,
+    /// DATA bytes read by the end of the last sample: a new one starts only once more came.
+    sampled_bytes: u64,
+    next_sample: Option<Instant>,
+    delay: Duration,
+}
+
+impl<T> Driver<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn new(
+        mut conn: h2::client::Connection<T, Bytes>,
+        pings: Pings,
+        peer: Arc<PeerState>,
+    ) -> Driver<T> {
+        let wanted = pings.keep_alive.is_some() || pings.adaptive_window;
+        let pinger = match conn.ping_pong() {
+            Some(pong) if wanted => {
+                let now = Instant::now();
+                Some(Pinger {
+                    pong,
+                    in_flight: None,
+                    keep_alive: pings.keep_alive.map(|config| KeepAliveState {
+                        config,
+                        sleep: Box::pin(tokio::time::sleep_until(now + config.interval)),
+                        frames: peer.frames(),
+                        last_read: now,
+                        awaiting: false,
+                    }),
+                    window: pings.adaptive_window.then_some(Window {
+                        size: SPEC_WINDOW,
+                        max_bandwidth: 0.0,
+                        sampled_bytes: 0,
+                        next_sample: None,
+                        delay: Duration::ZERO,
+                    }),
+                    peer: peer.clone(),
+                })
+            }
+            _ => None,
+        };
+        Driver { conn, pinger, peer }
+    }
+}
+
+impl<T> Future for Driver<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    type Output = Result<(), DriverError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        // The connection first: what it reads is what the pinger looks at.
+        if let Poll::Ready(result) = Pin::new(&mut this.conn).poll(cx) {
+            // h2 ends a connection whose socket reached its end without a GOAWAY as if it
+            // had closed well; RFC 9113 §6.8 wants a GOAWAY before a close, and the
+            // streams on it failed. (When the pool let the connection go, the reason it
+            // recorded wins over this.)
+            return Poll::Ready(match result {
+                Ok(()) if !this.peer.goaway() => Err(DriverError::Eof),
+                Ok(()) => Ok(()),
+                Err(e) => Err(DriverError::H2(e)),
+            });
+        }
+        if let Some(pinger) = &mut this.pinger
+            && let Err(e) = pinger.poll(cx, &mut this.conn)
+        {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Pending
+    }
+}
+
+impl Pinger {
+    fn poll<T, B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut h2::client::Connection<T, B>,
+    ) -> Result<(), DriverError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        B: bytes::Buf,
+    {
+        if let Some((sent, bytes_then)) = self.in_flight
+            && let Poll::Ready(pong) = self.pong.poll_pong(cx)
+        {
+            pong?;
+            self.in_flight = None;
+            let now = Instant::now();
+            if let Some(window) = &mut self.window {
+                let total = self.peer.data_bytes();
+                window.sampled_bytes = total;
+                let sample = total.saturating_sub(bytes_then);
+                window.sample(sample, now.saturating_duration_since(sent), now, conn)?;
+            }
+            if let Some(ka) = &mut self.keep_alive {
+                ka.awaiting = false;
+                ka.last_read = now;
+                ka.frames = self.peer.frames();
+                ka.sleep.as_mut().reset(now + ka.config.interval);
+            }
+        }
+        if let Some(ka) = &mut self.keep_alive {
+            let frames = self.peer.frames();
+            if frames != ka.frames && !ka.awaiting {
+                ka.frames = frames;
+                ka.last_read = Instant::now();
+            }
+            while ka.sleep.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                if ka.awaiting {
+                    self.peer.set_ping_timed_out();
+                    return Err(DriverError::KeepAlive(ka.config.timeout));
+                }
+                let idle_until = ka.last_read + ka.config.interval;
+                if now < idle_until {
+                    ka.sleep.as_mut().reset(idle_until);
+                    continue;
+                }
+                if self.in_flight.is_none() {
+                    self.pong.send_ping(h2::Ping::opaque())?;
+                    self.in_flight = Some((now, self.peer.data_bytes()));
+                }
+                ka.awaiting = true;
+                ka.sleep.as_mut().reset(now + ka.config.timeout);
+            }
+        }
+        if self.in_flight.is_none()
+            && let Some(window) = &mut self.window
+            && window.size < MAX_WINDOW
+        {
+            let bytes = self.peer.data_bytes();
+            if bytes > window.sampled_bytes {
+                let now = Instant::now();
+                if window.next_sample.is_none_or(|at| now >= at) {
+                    self.pong.send_ping(h2::Ping::opaque())?;
+                    self.in_flight = Some((now, bytes));
+                    // Registers the wake-up for its answer.
+                    if let Poll::Ready(Err(e)) = self.pong.poll_pong(cx) {
+                        return Err(DriverError::H2(e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Window {
+    fn sample<T, B>(
+        &mut self,
+        bytes: u64,
+        rtt: Duration,
+        now: Instant,
+        conn: &mut h2::client::Connection<T, B>,
+    ) -> Result<(), h2::Error>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        B: bytes::Buf,
+    {
+        let rtt = rtt.as_secs_f64().max(1e-6);
+        let bandwidth = bytes as f64 / rtt;
+        let fills = bytes.saturating_mul(3) >= u64::from(self.size).saturating_mul(2);
+        if bandwidth > self.max_bandwidth && fills {
+            self.max_bandwidth = bandwidth;
+            let size = u32::try_from(bytes.saturating_mul(2)).unwrap_or(MAX_WINDOW);
+            self.size = size.clamp(SPEC_WINDOW, MAX_WINDOW);
+            conn.set_target_window_size(self.size);
+            conn.set_initial_window_size(self.size)?;
+            tracing::trace!(window = self.size, "http2 window grown");
+            self.delay = Duration::ZERO;
+            self.next_sample = None;
+        } else {
+            self.max_bandwidth = self.max_bandwidth.max(bandwidth);
+            self.delay = (self.delay * 2).clamp(MIN_SAMPLE_DELAY, MAX_SAMPLE_DELAY);
+            self.next_sample = Some(now + self.delay);
+        }
+        Ok(())
+    }
+}
+
+/// Why a connection's driver ended with an error.
+#[derive(Debug)]
+pub(crate) enum DriverError {
+    H2(h2::Error),
+    /// A keep-alive PING went unanswered for this long.
+    KeepAlive(Duration),
+    /// The server closed the socket without a GOAWAY.
+    Eof,
+}
+
+impl From<h2::Error> for DriverError {
+    fn from(e: h2::Error) -> DriverError {
+        DriverError::H2(e)
+    }
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::H2(e) => fmt::Display::fmt(e, f),
+            DriverError::KeepAlive(timeout) => {
+                write!(f, "http2 keep-alive ping not answered within {timeout:?}")
+            }
+            DriverError::Eof => f.write_str("the server closed the connection without a GOAWAY"),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DriverError::H2(e) => Some(e),
+            DriverError::KeepAlive(_) | DriverError::Eof => None,
+        }
+    }
+}
