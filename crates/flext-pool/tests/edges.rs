@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service, ServiceExt};
 
-use common::{Client, fetch, get, get_scripted, is_ready, until};
+use common::{Client, fetch, get, get_scripted, h2_server, is_ready, until};
 
 fn origin(uri: &Uri) -> Origin {
     Origin::from_uri(uri).unwrap()
@@ -320,24 +320,6 @@ fn config_reads_back_what_was_set() {
         .build()
         .unwrap_err();
     assert_eq!(err.setting(), "http2_keep_alive_timeout");
-}
-
-/// An HTTP/2 server, from the h2 crate, that does what `serve` says with each connection.
-async fn h2_server<F, Fut>(serve: F) -> Uri
-where
-    F: Fn(h2::server::Connection<TcpStream, Bytes>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            if let Ok(conn) = h2::server::handshake(tcp).await {
-                tokio::spawn(serve(conn));
-            }
-        }
-    });
-    format!("http://{addr}/").parse().unwrap()
 }
 
 #[tokio::test(start_paused = true)]

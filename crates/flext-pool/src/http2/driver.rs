@@ -39,8 +39,11 @@ pub(crate) struct Driver<T> {
 struct Pinger {
     pong: h2::PingPong,
     peer: Arc<PeerState>,
-    /// When the PING in flight was sent, and the DATA bytes read by then.
+    /// When the PING in flight was sent, and the DATA bytes read before the reads that
+    /// prompted it (a sample counts the burst that set it off).
     in_flight: Option<(Instant, u64)>,
+    /// DATA bytes read as of the end of the last poll.
+    seen_bytes: u64,
     keep_alive: Option<KeepAliveState>,
     window: Option<Window>,
 }
@@ -58,8 +61,6 @@ struct KeepAliveState {
 struct Window {
     size: u32,
     max_bandwidth: f64,
-    /// DATA bytes read by the end of the last sample: a new one starts only once more came.
-    sampled_bytes: u64,
     next_sample: Option<Instant>,
     delay: Duration,
 }
@@ -80,6 +81,7 @@ where
                 Some(Pinger {
                     pong,
                     in_flight: None,
+                    seen_bytes: 0,
                     keep_alive: pings.keep_alive.map(|config| KeepAliveState {
                         config,
                         sleep: Box::pin(tokio::time::sleep_until(now + config.interval)),
@@ -90,7 +92,6 @@ where
                     window: pings.adaptive_window.then_some(Window {
                         size: SPEC_WINDOW,
                         max_bandwidth: 0.0,
-                        sampled_bytes: 0,
                         next_sample: None,
                         delay: Duration::ZERO,
                     }),
@@ -149,10 +150,13 @@ impl Pinger {
             self.in_flight = None;
             let now = Instant::now();
             if let Some(window) = &mut self.window {
-                let total = self.peer.data_bytes();
-                window.sampled_bytes = total;
-                let sample = total.saturating_sub(bytes_then);
-                window.sample(sample, now.saturating_duration_since(sent), now, conn)?;
+                let sample = self.peer.data_bytes().saturating_sub(bytes_then);
+                if let Some(size) = window.sample(sample, now.saturating_duration_since(sent), now)
+                {
+                    conn.set_target_window_size(size);
+                    conn.set_initial_window_size(size)?;
+                    tracing::trace!(window = size, "http2 window grown");
+                }
             }
             if let Some(ka) = &mut self.keep_alive {
                 ka.awaiting = false;
@@ -186,57 +190,46 @@ impl Pinger {
                 ka.sleep.as_mut().reset(now + ka.config.timeout);
             }
         }
+        let bytes = self.peer.data_bytes();
         if self.in_flight.is_none()
-            && let Some(window) = &mut self.window
+            && bytes > self.seen_bytes
+            && let Some(window) = &self.window
             && window.size < MAX_WINDOW
         {
-            let bytes = self.peer.data_bytes();
-            if bytes > window.sampled_bytes {
-                let now = Instant::now();
-                if window.next_sample.is_none_or(|at| now >= at) {
-                    self.pong.send_ping(h2::Ping::opaque())?;
-                    self.in_flight = Some((now, bytes));
-                    // Registers the wake-up for its answer.
-                    if let Poll::Ready(Err(e)) = self.pong.poll_pong(cx) {
-                        return Err(DriverError::H2(e));
-                    }
+            let now = Instant::now();
+            if window.next_sample.is_none_or(|at| now >= at) {
+                self.pong.send_ping(h2::Ping::opaque())?;
+                self.in_flight = Some((now, self.seen_bytes));
+                // Registers the wake-up for its answer.
+                if let Poll::Ready(Err(e)) = self.pong.poll_pong(cx) {
+                    return Err(DriverError::H2(e));
                 }
             }
         }
+        self.seen_bytes = bytes;
         Ok(())
     }
 }
 
 impl Window {
-    fn sample<T, B>(
-        &mut self,
-        bytes: u64,
-        rtt: Duration,
-        now: Instant,
-        conn: &mut h2::client::Connection<T, B>,
-    ) -> Result<(), h2::Error>
-    where
-        T: AsyncRead + AsyncWrite + Unpin,
-        B: bytes::Buf,
-    {
-        let rtt = rtt.as_secs_f64().max(1e-6);
-        let bandwidth = bytes as f64 / rtt;
+    /// Takes a sample: `bytes` of DATA read during a PING's round trip `rtt`. Returns the
+    /// new window size when the sample says the window limits the transfer: it filled two
+    /// thirds of the window at a bandwidth not seen before.
+    fn sample(&mut self, bytes: u64, rtt: Duration, now: Instant) -> Option<u32> {
+        let bandwidth = bytes as f64 / rtt.as_secs_f64().max(1e-6);
         let fills = bytes.saturating_mul(3) >= u64::from(self.size).saturating_mul(2);
-        if bandwidth > self.max_bandwidth && fills {
+        if bandwidth > self.max_bandwidth && fills && self.size < MAX_WINDOW {
             self.max_bandwidth = bandwidth;
             let size = u32::try_from(bytes.saturating_mul(2)).unwrap_or(MAX_WINDOW);
             self.size = size.clamp(SPEC_WINDOW, MAX_WINDOW);
-            conn.set_target_window_size(self.size);
-            conn.set_initial_window_size(self.size)?;
-            tracing::trace!(window = self.size, "http2 window grown");
             self.delay = Duration::ZERO;
             self.next_sample = None;
-        } else {
-            self.max_bandwidth = self.max_bandwidth.max(bandwidth);
-            self.delay = (self.delay * 2).clamp(MIN_SAMPLE_DELAY, MAX_SAMPLE_DELAY);
-            self.next_sample = Some(now + self.delay);
+            return Some(self.size);
         }
-        Ok(())
+        self.max_bandwidth = self.max_bandwidth.max(bandwidth);
+        self.delay = (self.delay * 2).clamp(MIN_SAMPLE_DELAY, MAX_SAMPLE_DELAY);
+        self.next_sample = Some(now + self.delay);
+        None
     }
 }
 
@@ -274,5 +267,71 @@ impl std::error::Error for DriverError {
             DriverError::H2(e) => Some(e),
             DriverError::KeepAlive(_) | DriverError::Eof => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> Window {
+        Window {
+            size: SPEC_WINDOW,
+            max_bandwidth: 0.0,
+            next_sample: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    const RTT: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn a_sample_that_fills_the_window_at_a_new_bandwidth_doubles_it() {
+        let now = Instant::now();
+        let mut w = window();
+        assert_eq!(w.sample(60_000, RTT, now), Some(120_000));
+        // At once again, as long as it grows.
+        assert_eq!(w.next_sample, None);
+        assert_eq!(w.sample(100_000, RTT, now), Some(200_000));
+    }
+
+    #[test]
+    fn a_sample_under_two_thirds_of_the_window_leaves_it_and_spaces_the_next() {
+        let now = Instant::now();
+        let mut w = window();
+        assert_eq!(w.sample(40_000, RTT, now), None);
+        assert_eq!(w.size, SPEC_WINDOW);
+        assert_eq!(w.next_sample, Some(now + MIN_SAMPLE_DELAY));
+        assert_eq!(w.sample(40_000, RTT, now), None);
+        assert_eq!(w.next_sample, Some(now + 2 * MIN_SAMPLE_DELAY));
+        for _ in 0..20 {
+            w.sample(0, RTT, now);
+        }
+        assert_eq!(w.next_sample, Some(now + MAX_SAMPLE_DELAY));
+    }
+
+    #[test]
+    fn a_full_window_at_a_bandwidth_already_seen_does_not_grow_it() {
+        let now = Instant::now();
+        let mut w = window();
+        assert_eq!(w.sample(60_000, RTT, now), Some(120_000));
+        // The window was filled, but over twice the time: the link, not the window, limits.
+        assert_eq!(w.sample(90_000, 2 * RTT, now), None);
+        assert_eq!(w.size, 120_000);
+    }
+
+    #[test]
+    fn the_window_stops_at_sixteen_mib() {
+        let now = Instant::now();
+        let mut w = window();
+        let mut bytes = 60_000u64;
+        let mut last = SPEC_WINDOW;
+        while let Some(size) = w.sample(bytes, RTT, now) {
+            assert!(size > last && size <= MAX_WINDOW, "{size}");
+            last = size;
+            bytes = u64::from(size);
+        }
+        assert_eq!(w.size, MAX_WINDOW);
+        assert_eq!(w.sample(u64::from(MAX_WINDOW) * 4, RTT / 2, now), None);
     }
 }

@@ -53,3 +53,35 @@ pub(crate) async fn until(mut cond: impl FnMut() -> bool) {
         .await
         .expect("condition not met within 5 s");
 }
+
+/// A raw h2 server on loopback with h2's default settings: each connection goes to
+/// `serve`. Returns its `http://` URI.
+#[allow(dead_code, reason = "used by the edges and http2 test binaries")]
+pub(crate) async fn h2_server<F, Fut>(serve: F) -> Uri
+where
+    F: Fn(h2::server::Connection<tokio::net::TcpStream, Bytes>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    h2_server_with(h2::server::Builder::new(), serve).await
+}
+
+/// [`h2_server`] with the server's settings from `builder`.
+#[allow(dead_code, reason = "used by the edges and http2 test binaries")]
+pub(crate) async fn h2_server_with<F, Fut>(builder: h2::server::Builder, serve: F) -> Uri
+where
+    F: Fn(h2::server::Connection<tokio::net::TcpStream, Bytes>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            // Small frames (WINDOW_UPDATE) go out at once, not after the peer's delayed ACK.
+            let _ = tcp.set_nodelay(true);
+            if let Ok(conn) = builder.handshake(tcp).await {
+                tokio::spawn(serve(conn));
+            }
+        }
+    });
+    format!("http://{addr}/").parse().unwrap()
+}
