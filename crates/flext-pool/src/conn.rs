@@ -106,8 +106,9 @@ pub(crate) struct H1<B> {
 
 pub(crate) struct H2 {
     pub(crate) tx: http2::SendRequest,
-    /// Streams this pool has open on the connection.
-    pub(crate) active: AtomicUsize,
+    /// Streams this pool has open on the connection (shared with its driver, which batches
+    /// writes while more than one is open).
+    pub(crate) active: Arc<AtomicUsize>,
     /// Nanoseconds after the origin pool's epoch when `active` last fell to zero.
     pub(crate) idle_since: AtomicU64,
     /// No new streams: lifetime over, or idle too long.
@@ -137,6 +138,7 @@ impl<B: 'static> Conn<B> {
         pool: Weak<OriginPool<B>>,
         expires: Option<Instant>,
         tx: http2::SendRequest,
+        active: Arc<AtomicUsize>,
         idle_since: u64,
     ) -> Conn<B> {
         Conn {
@@ -146,7 +148,7 @@ impl<B: 'static> Conn<B> {
             served: AtomicBool::new(false),
             proto: Proto::H2(H2 {
                 tx,
-                active: AtomicUsize::new(0),
+                active,
                 idle_since: AtomicU64::new(idle_since),
                 retired: AtomicBool::new(false),
             }),

@@ -4,6 +4,7 @@
 
 use std::error::Error as StdError;
 use std::future::{Future, poll_fn};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -144,13 +145,15 @@ where
             .handshake(io)
             .await
             .map_err(TransportError::connect)?;
-        let driver = http2::Driver::new(conn, *pings, peer.clone());
-        spawn_driver(driver, pool.weak(), link.clone());
+        let active = Arc::new(AtomicUsize::new(0));
+        let driver = http2::Driver::new(conn, *pings, peer.clone(), active.clone());
+        spawn_driver(http2::run(driver), pool.weak(), link.clone());
         let conn = Arc::new(Conn::new_h2(
             link,
             pool.weak(),
             expires,
             tx,
+            active,
             pool.nanos(now),
         ));
         // The server's SETTINGS is the first frame it sends; waiting for it means the first

@@ -342,10 +342,11 @@ async fn an_unanswered_keep_alive_ping_is_a_timeout_that_may_have_been_sent() {
     let err = fetch(&pool, get(uri.clone())).await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.sent(), Sent::Maybe);
-    // One interval to the PING, then the timeout for its answer.
+    // One to two intervals without a frame to the PING (the driver reads no clock per frame:
+    // it looks at the frame count when its timer fires), then the timeout for its answer.
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        waited >= Duration::from_secs(3) && waited <= Duration::from_secs(4),
         "{waited:?}"
     );
 }

@@ -1,9 +1,10 @@
 //! [`Driver`]: an HTTP/2 connection's task, with keep-alive PINGs and the adaptive window.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ const MAX_SAMPLE_DELAY: Duration = Duration::from_secs(10);
 /// Drives an h2 client connection until it ends.
 ///
 /// One PING at a time serves both purposes:
-/// - **keep-alive**: after `interval` without a frame read, a PING; no answer (or any
-///   frame) within `timeout` closes the connection, and the requests on it fail as timeouts.
+/// - **keep-alive**: after one to two `interval`s without a frame read, a PING; no answer
+///   within `timeout` closes the connection, and the requests on it fail as timeouts.
 /// - **adaptive window**: while DATA arrives, a PING measures the round trip; the DATA bytes
 ///   read during it are a sample of the bandwidth-delay product. When a sample fills two
 ///   thirds of the window at a bandwidth not seen before, the connection's and the streams'
@@ -34,6 +35,8 @@ pub(crate) struct Driver<T> {
     conn: h2::client::Connection<T, Bytes>,
     pinger: Option<Pinger>,
     peer: Arc<PeerState>,
+    /// Streams the pool has open on the connection.
+    active: Arc<AtomicUsize>,
 }
 
 struct Pinger {
@@ -51,9 +54,10 @@ struct Pinger {
 struct KeepAliveState {
     config: KeepAlive,
     sleep: Pin<Box<Sleep>>,
-    /// Frames read when last looked at, and when that count last moved.
+    /// Frames read when `sleep` was last set: if the count moved by the time it fires, the
+    /// connection was not idle. (Read then, not on every poll, so that a busy connection
+    /// reads no clock for its keep-alive.)
     frames: u64,
-    last_read: Instant,
     /// A PING is in flight for keep-alive: `sleep` is its deadline.
     awaiting: bool,
 }
@@ -73,6 +77,7 @@ where
         mut conn: h2::client::Connection<T, Bytes>,
         pings: Pings,
         peer: Arc<PeerState>,
+        active: Arc<AtomicUsize>,
     ) -> Driver<T> {
         let wanted = pings.keep_alive.is_some() || pings.adaptive_window;
         let pinger = match conn.ping_pong() {
@@ -86,7 +91,6 @@ where
                         config,
                         sleep: Box::pin(tokio::time::sleep_until(now + config.interval)),
                         frames: peer.frames(),
-                        last_read: now,
                         awaiting: false,
                     }),
                     window: pings.adaptive_window.then_some(Window {
@@ -100,8 +104,72 @@ where
             }
             _ => None,
         };
-        Driver { conn, pinger, peer }
+        Driver {
+            conn,
+            pinger,
+            peer,
+            active,
+        }
     }
+}
+
+/// Runs `driver` until the connection ends.
+///
+/// On a runtime with one worker thread (`current_thread`, or a multi-thread runtime on one
+/// core), while more than one stream is open, each wake-up first lets the tasks already ready
+/// run (see [`requeue`]): the streams they open meanwhile go out in the same write, instead of
+/// a write (and the kernel's network work, on the same thread) per request. This took the pool
+/// from 0.90× to 1.2× hyper-util's throughput over h2c at 64 concurrent requests on one
+/// thread. With more workers the driver writes at once: the writes then run beside the
+/// requests, and a task put back in a queue wakes another worker to steal it, which cost
+/// more than the writes it saved (1.15-1.21× against 1.18-1.22× on two). A lone request
+/// never waits.
+pub(crate) async fn run<T>(mut driver: Driver<T>) -> Result<(), DriverError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let one_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.metrics().num_workers() == 1);
+    loop {
+        if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(Pin::new(&mut driver).poll(cx))).await
+        {
+            return result;
+        }
+        woken().await;
+        if one_worker && driver.active.load(Ordering::Relaxed) > 1 {
+            requeue().await;
+        }
+    }
+}
+
+/// Wakes the task and returns `Pending` once: tokio puts a task that woke itself at the back
+/// of its worker's queue, behind the tasks already ready (not in the slot that runs next, as
+/// a wake from another task would), so they run first.
+async fn requeue() {
+    let mut first = true;
+    poll_fn(|cx| {
+        if std::mem::take(&mut first) {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+}
+
+/// `Pending` once, without registering a waker: returns when the task is polled again,
+/// that is when something the driver registered woke it.
+async fn woken() {
+    let mut first = true;
+    poll_fn(|_| {
+        if std::mem::take(&mut first) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
 }
 
 impl<T> Future for Driver<T>
@@ -160,26 +228,22 @@ impl Pinger {
             }
             if let Some(ka) = &mut self.keep_alive {
                 ka.awaiting = false;
-                ka.last_read = now;
                 ka.frames = self.peer.frames();
                 ka.sleep.as_mut().reset(now + ka.config.interval);
             }
         }
         if let Some(ka) = &mut self.keep_alive {
-            let frames = self.peer.frames();
-            if frames != ka.frames && !ka.awaiting {
-                ka.frames = frames;
-                ka.last_read = Instant::now();
-            }
             while ka.sleep.as_mut().poll(cx).is_ready() {
                 let now = Instant::now();
                 if ka.awaiting {
                     self.peer.set_ping_timed_out();
                     return Err(DriverError::KeepAlive(ka.config.timeout));
                 }
-                let idle_until = ka.last_read + ka.config.interval;
-                if now < idle_until {
-                    ka.sleep.as_mut().reset(idle_until);
+                let frames = self.peer.frames();
+                if frames != ka.frames {
+                    // Not idle for a whole interval: look again one interval from now.
+                    ka.frames = frames;
+                    ka.sleep.as_mut().reset(now + ka.config.interval);
                     continue;
                 }
                 if self.in_flight.is_none() {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub(crate) use body::RecvBody;
-pub(crate) use driver::Driver;
+pub(crate) use driver::{Driver, run};
 pub(crate) use send::send;
 
 use crate::config::Config;
