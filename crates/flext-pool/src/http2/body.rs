@@ -14,6 +14,9 @@ use http_body::{Frame, SizeHint};
 pub(crate) struct RecvBody {
     recv: h2::RecvStream,
     data_done: bool,
+    /// Known to have ended: at its headers, or once its trailers (or their absence) came.
+    /// Kept here so that `is_end_stream` takes no lock on the connection's stream state.
+    ended: bool,
     /// Bytes still to come by `content-length`, for the size hint.
     remaining: Option<u64>,
 }
@@ -22,7 +25,8 @@ impl RecvBody {
     pub(crate) fn new(recv: h2::RecvStream, headers: &HeaderMap) -> RecvBody {
         // A response that ended with its headers (HEAD, 204, 304) has no data, whatever its
         // `content-length` says.
-        let remaining = if recv.is_end_stream() {
+        let ended = recv.is_end_stream();
+        let remaining = if ended {
             Some(0)
         } else {
             headers
@@ -32,7 +36,8 @@ impl RecvBody {
         };
         RecvBody {
             recv,
-            data_done: false,
+            data_done: ended,
+            ended,
             remaining,
         }
     }
@@ -55,15 +60,23 @@ impl RecvBody {
                 None => self.data_done = true,
             }
         }
-        match ready!(self.recv.poll_trailers(cx)) {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let trailers = ready!(self.recv.poll_trailers(cx));
+        self.ended = true;
+        match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
     }
 
+    /// Whether the body is known to have ended. It may say `false` at the end of the data
+    /// until the next poll finds no trailers (`http_body` allows that): asking h2 would lock
+    /// the connection's stream state every time.
     pub(crate) fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
+        self.ended
     }
 
     pub(crate) fn size_hint(&self) -> SizeHint {
