@@ -243,6 +243,15 @@ impl<B: 'static> Conn<B> {
     }
 }
 
+impl<B: 'static> Drop for Conn<B> {
+    fn drop(&mut self) {
+        // The HTTP/2 driver then sees h2 close the connection itself, not the server.
+        if let Some(peer) = &self.link.peer {
+            peer.set_released();
+        }
+    }
+}
+
 /// See [`Conn::h1_state`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum H1State {

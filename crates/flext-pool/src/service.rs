@@ -362,8 +362,14 @@ where
                 let mut tx = h2.tx.clone();
                 match poll_fn(|cx| tx.poll_ready(cx)).await {
                     Err(e) => {
-                        // The connection ended or is going away: the request is still here.
+                        // The connection ended, is going away or can open no more streams
+                        // (its stream ids are used up): the request is still here, and the
+                        // connection takes no more.
                         let link = lease.conn().link.clone();
+                        if !link.goaway() {
+                            link.set_close_reason(CloseReason::Error);
+                        }
+                        h2.retired.store(true, Ordering::Release);
                         drop(lease);
                         (Some(req), classify_h2(e, Sent::No), Some(link))
                     }

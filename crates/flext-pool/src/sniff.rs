@@ -44,6 +44,8 @@ pub(crate) struct PeerState {
     data_bytes: AtomicU64,
     /// The driver closed the connection because a keep-alive PING went unanswered.
     ping_timed_out: AtomicBool,
+    /// The pool dropped its last handle on the connection.
+    released: AtomicBool,
 }
 
 impl PeerState {
@@ -57,6 +59,7 @@ impl PeerState {
             frames: AtomicU64::new(0),
             data_bytes: AtomicU64::new(0),
             ping_timed_out: AtomicBool::new(false),
+            released: AtomicBool::new(false),
         })
     }
 
@@ -115,6 +118,15 @@ impl PeerState {
 
     pub(crate) fn set_ping_timed_out(&self) {
         self.ping_timed_out.store(true, Ordering::Release);
+    }
+
+    /// Whether the pool dropped its last handle on the connection.
+    pub(crate) fn released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_released(&self) {
+        self.released.store(true, Ordering::Release);
     }
 
     /// Wakes whoever waits for the settings (the connection ended).

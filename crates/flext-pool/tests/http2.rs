@@ -434,3 +434,89 @@ async fn without_the_adaptive_window_the_stream_window_is_two_mib_from_the_start
         "largest window granted: {most}"
     );
 }
+
+/// A server that sends `data` (with `content-length` when given) and, once the client says
+/// it has read it, resets the stream with `NO_ERROR` instead of ending it.
+async fn reset_after(
+    data: &'static [u8],
+    content_length: Option<usize>,
+) -> (http::Uri, oneshot::Sender<()>) {
+    let (go_tx, go_rx) = oneshot::channel::<()>();
+    let go_rx = Arc::new(std::sync::Mutex::new(Some(go_rx)));
+    let uri = h2_server(move |mut conn| {
+        let go_rx = go_rx.clone();
+        async move {
+            while let Some(Ok((_req, mut tx))) = conn.accept().await {
+                let go = go_rx.lock().unwrap().take();
+                let mut response = Response::builder();
+                if let Some(n) = content_length {
+                    response = response.header("content-length", n);
+                }
+                let mut stream = tx.send_response(response.body(()).unwrap(), false).unwrap();
+                stream.send_data(Bytes::from_static(data), false).unwrap();
+                tokio::spawn(async move {
+                    if let Some(go) = go {
+                        let _ = go.await;
+                    }
+                    stream.send_reset(h2::Reason::NO_ERROR);
+                    std::future::pending::<()>().await;
+                });
+            }
+        }
+    })
+    .await;
+    (uri, go_tx)
+}
+
+#[tokio::test]
+async fn a_body_the_server_ends_with_a_no_error_reset_ends_cleanly() {
+    let (uri, go) = reset_after(b"complete", None).await;
+    let resp = client()
+        .oneshot(request(Method::GET, &uri, Frames::new(Vec::new())))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"complete");
+    go.send(()).unwrap();
+    assert!(body.frame().await.is_none());
+}
+
+#[tokio::test]
+async fn a_no_error_reset_before_the_content_length_is_met_is_a_body_error() {
+    let (uri, go) = reset_after(b"part", Some(100)).await;
+    let resp = client()
+        .oneshot(request(Method::GET, &uri, Frames::new(Vec::new())))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"part");
+    go.send(()).unwrap();
+    let err = body.frame().await.unwrap().unwrap_err();
+    assert!(err.is_reset(), "{err:?}");
+    assert_eq!(err.sent(), Sent::Yes);
+}
+
+#[tokio::test]
+async fn connect_over_http2_is_refused_before_anything_is_sent() {
+    let streams = Arc::new(AtomicU32::new(0));
+    let seen = streams.clone();
+    let uri = h2_server(move |mut conn| {
+        let seen = seen.clone();
+        async move {
+            while let Some(Ok(_)) = conn.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    })
+    .await;
+    let err = client()
+        .oneshot(request(Method::CONNECT, &uri, Frames::new(Vec::new())))
+        .await
+        .unwrap_err();
+    assert_eq!(err.transport().kind(), TransportErrorKind::Other, "{err:?}");
+    assert_eq!(err.sent(), Sent::No);
+    assert!(format!("{err:?}").contains("CONNECT"), "{err:?}");
+    assert_eq!(streams.load(Ordering::SeqCst), 0);
+}

@@ -56,20 +56,35 @@ impl RecvBody {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
+                // Unless `content-length` says bytes are missing: then it is a truncation.
+                Some(Err(e)) if is_no_error_reset(&e) && self.remaining.is_none_or(|n| n == 0) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => self.data_done = true,
+                None => {
+                    self.data_done = true;
+                    self.remaining = Some(0);
+                }
             }
         }
         if self.ended {
             return Poll::Ready(None);
         }
         let trailers = ready!(self.recv.poll_trailers(cx));
-        self.ended = true;
+        self.finish();
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
+            Err(e) if is_no_error_reset(&e) => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
+    }
+
+    fn finish(&mut self) {
+        self.data_done = true;
+        self.ended = true;
+        self.remaining = Some(0);
     }
 
     /// Whether the body is known to have ended. It may say `false` at the end of the data
@@ -95,4 +110,12 @@ impl fmt::Debug for RecvBody {
             .field("remaining", &self.remaining)
             .finish()
     }
+}
+
+/// A server may end a response it has sent with `RST_STREAM(NO_ERROR)` (RFC 9113 §8.1:
+/// "stop sending the request"); the client must not discard the response for it. The body
+/// ends there, as hyper's does; but where `content-length` says more was due, the reset
+/// is an error, so that a truncated body never passes for a whole one.
+fn is_no_error_reset(e: &h2::Error) -> bool {
+    e.is_reset() && e.reason() == Some(h2::Reason::NO_ERROR)
 }

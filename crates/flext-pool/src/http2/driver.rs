@@ -62,6 +62,7 @@ struct KeepAliveState {
     awaiting: bool,
 }
 
+#[derive(Clone, Copy)]
 struct Window {
     size: u32,
     max_bandwidth: f64,
@@ -143,8 +144,9 @@ where
 }
 
 /// Wakes the task and returns `Pending` once: tokio puts a task that woke itself at the back
-/// of its worker's queue, behind the tasks already ready (not in the slot that runs next, as
-/// a wake from another task would), so they run first.
+/// of its worker's queue, behind the tasks already ready, so they run first. (On the
+/// multi-thread scheduler a wake from another task would put it in the slot that runs next;
+/// the current-thread scheduler always queues at the back.)
 async fn requeue() {
     let mut first = true;
     poll_fn(|cx| {
@@ -184,10 +186,10 @@ where
         if let Poll::Ready(result) = Pin::new(&mut this.conn).poll(cx) {
             // h2 ends a connection whose socket reached its end without a GOAWAY as if it
             // had closed well; RFC 9113 §6.8 wants a GOAWAY before a close, and the
-            // streams on it failed. (When the pool let the connection go, the reason it
-            // recorded wins over this.)
+            // streams on it failed. A connection the pool let go (h2 then sends its own
+            // GOAWAY) ends well.
             return Poll::Ready(match result {
-                Ok(()) if !this.peer.goaway() => Err(DriverError::Eof),
+                Ok(()) if !this.peer.goaway() && !this.peer.released() => Err(DriverError::Eof),
                 Ok(()) => Ok(()),
                 Err(e) => Err(DriverError::H2(e)),
             });
@@ -217,15 +219,25 @@ impl Pinger {
             pong?;
             self.in_flight = None;
             let now = Instant::now();
+            let bytes = self.peer.data_bytes();
             if let Some(window) = &mut self.window {
-                let sample = self.peer.data_bytes().saturating_sub(bytes_then);
-                if let Some(size) = window.sample(sample, now.saturating_duration_since(sent), now)
-                {
+                let before = *window;
+                let rtt = now.saturating_duration_since(sent);
+                if let Some(size) = window.sample(bytes.saturating_sub(bytes_then), rtt, now) {
                     conn.set_target_window_size(size);
-                    conn.set_initial_window_size(size)?;
-                    tracing::trace!(window = size, "http2 window grown");
+                    if conn.set_initial_window_size(size).is_err() {
+                        // h2 sends no SETTINGS while the last one is unacknowledged: the
+                        // stream window grows at a later sample.
+                        *window = before;
+                    } else {
+                        tracing::trace!(window = size, "http2 window grown");
+                    }
+                    // The SETTINGS and WINDOW_UPDATE go out at the connection's next poll.
+                    cx.waker().wake_by_ref();
                 }
             }
+            // The next sample counts from here: the bytes of this one are not counted twice.
+            self.seen_bytes = bytes;
             if let Some(ka) = &mut self.keep_alive {
                 ka.awaiting = false;
                 ka.frames = self.peer.frames();

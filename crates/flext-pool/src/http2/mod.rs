@@ -3,7 +3,7 @@
 //! hyper's HTTP/2 client sends each request through a channel to the connection's task,
 //! which spawns one more task per request to wait for the response and hands it back through
 //! a oneshot. Three tasks and two cross-thread wake-ups per request: on two cores that was
-//! about a fifth of the pool's throughput and three quarters of its one-at-a-time latency
+//! about a sixth of the pool's throughput and two thirds of its one-at-a-time latency
 //! (`docs/benchmarks.md`). Here the caller's task opens the stream itself on a clone of
 //! `h2::client::SendRequest`, and the connection's task wakes it when the response comes.
 //!
@@ -11,7 +11,8 @@
 //!
 //! - [`send`]: connection-specific headers stripped, `content-length` set from an exact body
 //!   size, the request body written under flow control in the caller's task (the rest in a
-//!   task of its own when the response comes first).
+//!   task of its own when the response comes first). `CONNECT` (a tunnel through the
+//!   connection) is refused with a typed error: the pool does not keep such streams open.
 //! - [`RecvBody`]: the response body, its flow-control window released as it is read.
 //! - [`Driver`]: the connection's task, with keep-alive PINGs and the adaptive (BDP) window.
 

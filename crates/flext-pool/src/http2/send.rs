@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Request, Response, Version};
 use http_body::Body;
 
 use super::{RecvBody, SendRequest};
-use crate::error::classify_h2;
+use crate::error::{Message, classify_h2};
 
 /// Opens a stream on `tx` (which the caller made ready) for `req`, writes its body and
 /// waits for the response head.
@@ -29,6 +29,15 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    if req.method() == Method::CONNECT {
+        return Err(TransportError::new(
+            TransportErrorKind::Other,
+            Sent::No,
+            Some(Box::new(Message(
+                "CONNECT over http2 (a tunnel on a stream) is not supported by flext-pool",
+            ))),
+        ));
+    }
     let (mut parts, body) = req.into_parts();
     prepare(&mut parts.headers, &parts.method, &body);
     parts.version = Version::HTTP_2;
@@ -217,6 +226,12 @@ where
             match sent {
                 Ok(true) => return Poll::Ready(Ok(())),
                 Ok(false) => {}
+                Err(e) if e.reason().is_none() && !e.is_io() => {
+                    // h2 refused the frame itself (a chunk too large): the stream is still
+                    // open, and the server would wait for the rest of the body.
+                    this.stream.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(Err(PipeError::Body(Box::new(e))));
+                }
                 Err(e) => return Poll::Ready(Err(PipeError::Stream(e))),
             }
         }
