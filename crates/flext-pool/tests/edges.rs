@@ -1092,6 +1092,9 @@ impl tracing::Subscriber for Events {
 async fn a_failed_connect_is_logged_with_its_whole_cause() {
     let events = Events::default();
     let _guard = tracing::subscriber::set_default(events.clone());
+    // Another test's thread, with no subscriber, may have registered the pool's callsites
+    // while this one was being set: their cached interest would then leave it out.
+    tracing::callsite::rebuild_interest_cache();
     let pool: Client = Pool::http();
     let uri: Uri = format!("http://127.0.0.1:{}/", closed_port())
         .parse()
