@@ -468,32 +468,35 @@ async fn reset_after(
     (uri, go_tx)
 }
 
-#[tokio::test]
-async fn a_body_the_server_ends_with_a_no_error_reset_ends_cleanly() {
-    let (uri, go) = reset_after(b"complete", None).await;
+/// Fetches from a [`reset_after`] server: the first frame's data, then (once the server was
+/// told to reset) what the next poll of the body gives.
+async fn read_then_reset(
+    data: &'static [u8],
+    content_length: Option<usize>,
+) -> (Bytes, Option<Result<Frame<Bytes>, flext_pool::Error>>) {
+    let (uri, go) = reset_after(data, content_length).await;
     let resp = client()
         .oneshot(request(Method::GET, &uri, Frames::new(Vec::new())))
         .await
         .unwrap();
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(&first[..], b"complete");
     go.send(()).unwrap();
-    assert!(body.frame().await.is_none());
+    (first, body.frame().await)
+}
+
+#[tokio::test]
+async fn a_body_the_server_ends_with_a_no_error_reset_ends_cleanly() {
+    let (first, next) = read_then_reset(b"complete", None).await;
+    assert_eq!(&first[..], b"complete");
+    assert!(next.is_none());
 }
 
 #[tokio::test]
 async fn a_no_error_reset_before_the_content_length_is_met_is_a_body_error() {
-    let (uri, go) = reset_after(b"part", Some(100)).await;
-    let resp = client()
-        .oneshot(request(Method::GET, &uri, Frames::new(Vec::new())))
-        .await
-        .unwrap();
-    let mut body = resp.into_body();
-    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let (first, next) = read_then_reset(b"part", Some(100)).await;
     assert_eq!(&first[..], b"part");
-    go.send(()).unwrap();
-    let err = body.frame().await.unwrap().unwrap_err();
+    let err = next.unwrap().unwrap_err();
     assert!(err.is_reset(), "{err:?}");
     assert_eq!(err.sent(), Sent::Yes);
 }
