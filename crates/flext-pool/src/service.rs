@@ -14,7 +14,6 @@ use arc_swap::ArcSwapOption;
 use flext_core::{BoxError, Deadline, Origin, OriginRef, Sent};
 use http::header::{CONNECTION, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper_util::client::legacy::connect::Connection;
 use tower_service::Service;
@@ -343,6 +342,7 @@ where
                     Ok(resp) => {
                         conn.put_h1_tx(tx);
                         let reuse = keeps_alive(&resp);
+                        let resp = resp.map(BodyInner::H1);
                         return Ok(wrap(resp, conn, reuse, reused, &pool));
                     }
                     Err(mut e) => {
@@ -375,11 +375,8 @@ where
                     }
                     Ok(()) => match http2::send(&mut tx, req).await {
                         Ok(resp) => {
-                            let conn = lease.into_conn();
-                            if reused {
-                                pool.metrics.reused.fetch_add(1, Ordering::Relaxed);
-                            }
-                            return Ok(resp.map(|recv| Body::new(BodyInner::H2(recv), conn, true)));
+                            let resp = resp.map(BodyInner::H2);
+                            return Ok(wrap(resp, lease.into_conn(), true, reused, &pool));
                         }
                         Err(e) => {
                             // Kept to tell whether the server was closing the connection gracefully.
@@ -411,7 +408,7 @@ where
 }
 
 fn wrap<B>(
-    resp: Response<Incoming>,
+    resp: Response<BodyInner>,
     conn: Arc<Conn<B>>,
     reuse: bool,
     reused: bool,
@@ -424,7 +421,7 @@ where
     if reused {
         pool.metrics.reused.fetch_add(1, Ordering::Relaxed);
     }
-    resp.map(|incoming| Body::new(BodyInner::H1(incoming), conn, reuse))
+    resp.map(|inner| Body::new(inner, conn, reuse))
 }
 
 /// HTTP/1.1 wants the origin form (`/path?query`) and a `Host` header.

@@ -41,7 +41,6 @@ pub(crate) struct Driver<T> {
 
 struct Pinger {
     pong: h2::PingPong,
-    peer: Arc<PeerState>,
     /// When the PING in flight was sent, and the DATA bytes read before the reads that
     /// prompted it (a sample counts the burst that set it off).
     in_flight: Option<(Instant, u64)>,
@@ -100,7 +99,6 @@ where
                         next_sample: None,
                         delay: Duration::ZERO,
                     }),
-                    peer: peer.clone(),
                 })
             }
             _ => None,
@@ -195,7 +193,7 @@ where
             });
         }
         if let Some(pinger) = &mut this.pinger
-            && let Err(e) = pinger.poll(cx, &mut this.conn)
+            && let Err(e) = pinger.poll(cx, &mut this.conn, &this.peer)
         {
             return Poll::Ready(Err(e));
         }
@@ -208,6 +206,7 @@ impl Pinger {
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut h2::client::Connection<T, B>,
+        peer: &PeerState,
     ) -> Result<(), DriverError>
     where
         T: AsyncRead + AsyncWrite + Unpin,
@@ -219,7 +218,7 @@ impl Pinger {
             pong?;
             self.in_flight = None;
             let now = Instant::now();
-            let bytes = self.peer.data_bytes();
+            let bytes = peer.data_bytes();
             if let Some(window) = &mut self.window {
                 let before = *window;
                 let rtt = now.saturating_duration_since(sent);
@@ -240,7 +239,7 @@ impl Pinger {
             self.seen_bytes = bytes;
             if let Some(ka) = &mut self.keep_alive {
                 ka.awaiting = false;
-                ka.frames = self.peer.frames();
+                ka.frames = peer.frames();
                 ka.sleep.as_mut().reset(now + ka.config.interval);
             }
         }
@@ -248,10 +247,10 @@ impl Pinger {
             while ka.sleep.as_mut().poll(cx).is_ready() {
                 let now = Instant::now();
                 if ka.awaiting {
-                    self.peer.set_ping_timed_out();
+                    peer.set_ping_timed_out();
                     return Err(DriverError::KeepAlive(ka.config.timeout));
                 }
-                let frames = self.peer.frames();
+                let frames = peer.frames();
                 if frames != ka.frames {
                     // Not idle for a whole interval: look again one interval from now.
                     ka.frames = frames;
@@ -260,13 +259,13 @@ impl Pinger {
                 }
                 if self.in_flight.is_none() {
                     self.pong.send_ping(h2::Ping::opaque())?;
-                    self.in_flight = Some((now, self.peer.data_bytes()));
+                    self.in_flight = Some((now, peer.data_bytes()));
                 }
                 ka.awaiting = true;
                 ka.sleep.as_mut().reset(now + ka.config.timeout);
             }
         }
-        let bytes = self.peer.data_bytes();
+        let bytes = peer.data_bytes();
         if self.in_flight.is_none()
             && bytes > self.seen_bytes
             && let Some(window) = &self.window
