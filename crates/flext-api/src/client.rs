@@ -489,9 +489,14 @@ impl ClientBuilder {
             })?;
             headers.insert(n, v);
         }
-        let agent = c.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT);
-        let agent = HeaderValue::try_from(agent)
-            .map_err(|e| Error::builder("user_agent", e.to_string()))?;
+        // The default as a static value: cloning it into each request copies a pointer,
+        // where a value made from a string shares one reference count that every thread
+        // sending through the client writes twice per request (clone and drop).
+        let agent = match c.user_agent.as_deref() {
+            None => HeaderValue::from_static(DEFAULT_USER_AGENT),
+            Some(agent) => HeaderValue::try_from(agent)
+                .map_err(|e| Error::builder("user_agent", e.to_string()))?,
+        };
         headers.entry(USER_AGENT).or_insert(agent);
 
         let auth = match self.credential {

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
@@ -242,7 +241,7 @@ impl<S: Service<Request<Body>> + Clone> Slotted<S> {
     /// Calls a kept stack when this thread's slot is free and its stack ready without
     /// waiting, else a clone.
     fn call(&self, req: Request<Body>) -> Kept<S> {
-        let slot = &self.slots[thread_slot() % self.slots.len()];
+        let slot = &self.slots[flext_core::thread_slot() % self.slots.len()];
         let kept = match slot.0.try_lock() {
             Ok(svc) => Some(svc),
             // A call panicked in the stack while it held the slot: start it afresh.
@@ -303,21 +302,6 @@ impl<S: TopStack<DecodedInner>> CallCloned for Slotted<S> {
     }
 }
 
-/// This thread's slot number: threads are numbered in the order they first call a client.
-fn thread_slot() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    SLOT.with(|slot| *slot)
-}
-
-/// How many stacks a [`Slotted`] keeps: twice the threads that can run at once, so that the
-/// threads of a runtime sized to the machine each find a slot of their own.
-fn slot_count() -> usize {
-    std::thread::available_parallelism().map_or(8, |n| n.get().saturating_mul(2).clamp(2, 128))
-}
-
 /// The client's top: response decompression when a feature asks for it, one body type, and
 /// the only type erasure of the stack.
 pub(crate) fn decoded<S: TopStack<ResponseBody>>(service: S) -> Box<dyn CallCloned> {
@@ -329,7 +313,7 @@ pub(crate) fn decoded<S: TopStack<ResponseBody>>(service: S) -> Box<dyn CallClon
 /// kept clones (see [`Slotted`]).
 pub(crate) fn decoded_kept<S: TopStack<ResponseBody>>(service: S) -> Box<dyn CallCloned> {
     let proto = decompressed(service);
-    let slots = (0..slot_count())
+    let slots = (0..flext_core::thread_slots())
         .map(|_| Slot(Mutex::new(proto.clone())))
         .collect();
     Box::new(Slotted { proto, slots })
@@ -349,6 +333,7 @@ fn decompressed<S: TopStack<ResponseBody>>(service: S) -> impl TopStack<DecodedI
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn poll_now(pending: &mut Pending) -> Poll<Result<Response, Error>> {
         Pin::new(pending).poll(&mut Context::from_waker(Waker::noop()))

@@ -13,12 +13,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use flext_core::OriginRef;
+use flext_core::{HeaderList, OriginRef};
 use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, LOCATION,
     PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use pin_project_lite::pin_project;
 use tower::util::{Oneshot, ServiceExt};
 use tower::{Layer, Service};
@@ -97,15 +97,17 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> RedirectFuture<S> {
-        let head = Box::new(Head {
+        let mut head = Box::new(Head {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            headers: KeptHeaders::of(req.headers()),
+            headers: HeaderList::new(),
             body: req.body().try_clone(),
             left: self.max,
             left_origin: false,
         });
+        // Filled in the box: a finished list moved there would be copied.
+        head.headers.extend_from(req.headers());
         RedirectFuture {
             future: Hop::First {
                 future: self.inner.call(req),
@@ -122,7 +124,7 @@ struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: KeptHeaders,
+    headers: HeaderList,
     // `None`: a streamed body, which a hop cannot send again.
     body: Option<Body>,
     // Redirects still allowed.
@@ -159,14 +161,18 @@ impl Head {
             .and_then(|l| std::str::from_utf8(l.as_bytes()).ok())
             .and_then(|l| resolve(l, &self.uri))?;
         if empty_body {
-            self.headers.remove(&PAYLOAD_HEADERS);
+            for name in &PAYLOAD_HEADERS {
+                self.headers.remove(name);
+            }
             self.body = Some(Body::empty());
         }
         if !same_origin(&self.uri, &location) {
             self.left_origin = true;
         }
         if self.left_origin {
-            self.headers.remove(&CREDENTIAL_HEADERS);
+            for name in &CREDENTIAL_HEADERS {
+                self.headers.remove(name);
+            }
         }
         self.left -= 1;
         self.method = method;
@@ -177,44 +183,6 @@ impl Head {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.to_map();
         Some(req)
-    }
-}
-
-/// A request's headers as kept for a next hop: each name and value in order, in one
-/// allocation (a cloned `HeaderMap` takes two, for its entries and its index), made into a
-/// map again only when a redirect is followed.
-#[derive(Debug, Default)]
-struct KeptHeaders {
-    pairs: Vec<(HeaderName, HeaderValue)>,
-    // Distinct names: what a map is sized by (`HeaderMap::with_capacity` counts entries, and
-    // panics past its limit, which a count of values could pass).
-    names: usize,
-}
-
-impl KeptHeaders {
-    fn of(headers: &HeaderMap) -> KeptHeaders {
-        if headers.is_empty() {
-            return KeptHeaders::default();
-        }
-        let mut pairs = Vec::with_capacity(headers.len());
-        pairs.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
-        KeptHeaders {
-            pairs,
-            names: headers.keys_len(),
-        }
-    }
-
-    fn remove(&mut self, names: &[HeaderName]) {
-        self.pairs.retain(|(n, _)| !names.contains(n));
-    }
-
-    /// The map again: the same names, with their values in the same order.
-    fn to_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.names);
-        for (name, value) in &self.pairs {
-            map.append(name.clone(), value.clone());
-        }
-        map
     }
 }
 
@@ -339,7 +307,7 @@ mod tests {
             method,
             uri: "http://a.test/start".parse().unwrap(),
             version: Version::HTTP_11,
-            headers: KeptHeaders::of(&headers),
+            headers: HeaderList::of(&headers),
             body,
             left,
             left_origin: false,
@@ -424,30 +392,6 @@ mod tests {
             head(Method::GET, None, 5)
                 .next(StatusCode::MULTIPLE_CHOICES, &to)
                 .is_none()
-        );
-    }
-
-    #[test]
-    fn kept_headers_make_the_same_map_again() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-a", "1".parse().unwrap());
-        headers.append(COOKIE, "c=1".parse().unwrap());
-        headers.append("x-a", "2".parse().unwrap());
-        headers.append("x-b", "3".parse().unwrap());
-        let mut secret = HeaderValue::from_static("s3cr3t");
-        secret.set_sensitive(true);
-        headers.append("x-key", secret);
-        let mut kept = KeptHeaders::of(&headers);
-        assert_eq!(kept.to_map(), headers);
-        assert!(kept.to_map()["x-key"].is_sensitive());
-        let values: Vec<_> = kept.to_map().get_all("x-a").iter().cloned().collect();
-        assert_eq!(values, ["1", "2"]);
-        kept.remove(&CREDENTIAL_HEADERS);
-        headers.remove(COOKIE);
-        assert_eq!(kept.to_map(), headers);
-        assert_eq!(
-            KeptHeaders::of(&HeaderMap::new()).to_map(),
-            HeaderMap::new()
         );
     }
 

@@ -405,7 +405,7 @@ where
                         .unwrap_or_default()
                         .next();
                     head.extensions.insert(attempt);
-                    head.headers.get_or_insert_default().insert(header, value);
+                    head.headers.insert(header, value);
                     tracing::debug!(
                         target: "flext_auth",
                         attempt = attempt.number(),

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::HeaderList;
+
 /// Which attempt of a logical request this is: 0 for the first try, then 1, 2, ...
 ///
 /// The retry layer (and auth's 401 replay) set it on each attempt's copy of the request;
@@ -153,8 +155,8 @@ impl Deadline {
 /// the inner service.
 ///
 /// Its fields rather than `http`'s `Parts`, which can only be had from a `Request` (a default
-/// `Uri` made and dropped for every copy); a request without headers keeps `None`, so that an
-/// empty map is neither cloned nor dropped. A [`Deadline`] that is the request's only
+/// `Uri` made and dropped for every copy); the headers are kept as a [`HeaderList`], which
+/// holds a few without allocating where a cloned map allocates twice. A [`Deadline`] that is the request's only
 /// extension (as under a total timeout) is kept apart rather than in a cloned map: cloning
 /// `http`'s extension map allocates three times (its box, its table, the value's box), and a
 /// kept head is most often never used. Read the request's deadline with
@@ -193,8 +195,8 @@ pub struct RequestHead {
     pub uri: http::Uri,
     /// The HTTP version.
     pub version: http::Version,
-    /// The headers; `None` for a request that had none.
-    pub headers: Option<http::HeaderMap>,
+    /// The headers.
+    pub headers: HeaderList,
     /// The extensions, without a [`Deadline`] that was the only one (that one is in the
     /// `deadline` field).
     pub extensions: http::Extensions,
@@ -215,6 +217,21 @@ impl RequestHead {
             req.headers(),
             req.extensions(),
         )
+    }
+
+    /// As [`of`](Self::of), boxed: the headers are copied into the box rather than moved
+    /// there with the rest.
+    #[inline]
+    pub fn boxed<B>(req: &http::Request<B>) -> Box<RequestHead> {
+        let mut head = Box::new(RequestHead::copy(
+            req.method(),
+            req.uri(),
+            req.version(),
+            &http::HeaderMap::new(),
+            req.extensions(),
+        ));
+        head.headers.extend_from(req.headers());
+        head
     }
 
     /// A copy of the head in `parts`.
@@ -245,7 +262,7 @@ impl RequestHead {
             method: method.clone(),
             uri: uri.clone(),
             version,
-            headers: (!headers.is_empty()).then(|| headers.clone()),
+            headers: HeaderList::of(headers),
             extensions,
             deadline,
         }
@@ -272,8 +289,8 @@ impl RequestHead {
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
         *req.version_mut() = self.version;
-        if let Some(headers) = self.headers {
-            *req.headers_mut() = headers;
+        if !self.headers.is_empty() {
+            *req.headers_mut() = self.headers.into_map();
         }
         *req.extensions_mut() = self.extensions;
         if let Some(deadline) = self.deadline {
@@ -287,15 +304,10 @@ impl RequestHead {
 /// secret.
 impl fmt::Debug for RequestHead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self
-            .headers
-            .iter()
-            .flat_map(|h| h.keys().map(http::HeaderName::as_str))
-            .collect();
         f.debug_struct("RequestHead")
             .field("method", &self.method)
             .field("version", &self.version)
-            .field("headers", &names)
+            .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
 }

@@ -10,8 +10,10 @@
 //! - [`TransportError`]: the error below HTTP that a pool produces and every layer reads by
 //!   downcast, with [`Sent`]: whether the request reached the server, which is what makes
 //!   resending a `POST` safe or not.
-//! - Request extensions: [`Attempt`] and [`Deadline`].
+//! - Request extensions: [`Attempt`] and [`Deadline`]; [`RequestHead`] and [`HeaderList`], a
+//!   request's head and headers as a layer keeps them to send it again.
 //! - [`coarse`]: the kernel's coarse monotonic clock, for per-request time checks.
+//! - [`thread_slot`] / [`thread_slots`]: per-thread slots, for state kept once per thread.
 //! - [`Replayable`] / [`ReplayBody`]: a request body that can be sent more than once (retries,
 //!   auth's 401 replay), kept within [`ReplayLimits`].
 //!
@@ -39,8 +41,10 @@ mod classify;
 pub mod coarse;
 mod error;
 mod extensions;
+mod headers;
 mod origin;
 mod retry_after;
+mod slot;
 
 pub use body::{
     DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_REPLAY_MEMORY, NotReplayable, ReplayBody,
@@ -49,5 +53,7 @@ pub use body::{
 pub use classify::{Classify, Failure, FailureKind, HttpClassifier, Outcome, classify_error_chain};
 pub use error::{BoxError, Rejected, Sent, TransportError, TransportErrorKind};
 pub use extensions::{Attempt, Deadline, RequestHead};
+pub use headers::HeaderList;
 pub use origin::{Origin, OriginError, OriginRef, Scheme};
 pub use retry_after::{parse_retry_after, retry_after};
+pub use slot::{thread_slot, thread_slots};

@@ -12,7 +12,7 @@ use bytes::Buf;
 use flext_core::{Attempt, BoxError, Classify, Deadline, Failure, NotReplayable, Outcome};
 use flext_core::{ReplayBody, Replayable, RequestHead};
 use flext_core::{Sent, TransportError};
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -22,7 +22,7 @@ use crate::config::Shared;
 use crate::error::RetryError;
 use crate::info::{RetryInfo, RetryRecord, StopReason};
 use crate::metrics::bump;
-use crate::policy::{self, Idempotency, Progress};
+use crate::policy::{self, IDEMPOTENCY_KEY, Idempotency, Progress};
 
 pin_project! {
     /// The future of [`Retry`](crate::Retry): the response of the last attempt, or its
@@ -72,8 +72,9 @@ pin_project! {
 pub(crate) struct Ctx<B, C> {
     pub(crate) shared: Arc<Shared<C>>,
     /// The original request's head; `None` when retries are off for this request, and once
-    /// it has finished.
-    pub(crate) head: Option<RequestHead>,
+    /// it has finished. Boxed, with its headers inline: one allocation, and a small future
+    /// to move through the layers above.
+    pub(crate) head: Option<Box<RequestHead>>,
     /// The body to send again; `None` as `head` is, or when the layer's replay memory had no
     /// room for it.
     pub(crate) replay: Option<Replayable<B>>,
@@ -327,15 +328,11 @@ impl<B, C: Classify> Ctx<B, C> {
         let Some(head) = &self.head else {
             return Err(StopReason::Disabled);
         };
-        let no_headers;
-        let headers = match &head.headers {
-            Some(headers) => headers,
-            None => {
-                no_headers = HeaderMap::new();
-                &no_headers
-            }
-        };
-        let idempotency = Idempotency::of(&head.method, headers, &head.extensions);
+        let idempotency = Idempotency::of(
+            &head.method,
+            head.headers.contains(&IDEMPOTENCY_KEY),
+            &head.extensions,
+        );
         let deadline = self.deadline();
         let plan = policy::plan(
             &shared.config,

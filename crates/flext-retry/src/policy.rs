@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use flext_core::{Deadline, Failure, FailureKind};
 use http::header::HeaderName;
-use http::{Extensions, HeaderMap, Method, StatusCode};
+use http::{Extensions, Method, StatusCode};
 
 use crate::config::Config;
 use crate::info::StopReason;
@@ -54,14 +54,13 @@ pub(crate) enum Idempotency {
 }
 
 impl Idempotency {
-    pub(crate) fn of(method: &Method, headers: &HeaderMap, extensions: &Extensions) -> Self {
+    /// `has_key`: whether the request carries an `Idempotency-Key`.
+    pub(crate) fn of(method: &Method, has_key: bool, extensions: &Extensions) -> Self {
         match extensions.get::<RetryOverride>() {
             Some(RetryOverride::Idempotent) => Idempotency::Idempotent,
             Some(RetryOverride::NotIdempotent) => Idempotency::NotIdempotent,
             Some(RetryOverride::Disabled) => Idempotency::Disabled,
-            None if is_idempotent_method(method) || headers.contains_key(IDEMPOTENCY_KEY) => {
-                Idempotency::Idempotent
-            }
+            None if is_idempotent_method(method) || has_key => Idempotency::Idempotent,
             None => Idempotency::NotIdempotent,
         }
     }
@@ -148,6 +147,7 @@ mod tests {
     use crate::backoff::Backoff;
     use crate::config::RetryBuilder;
     use flext_core::Sent;
+    use http::HeaderMap;
 
     fn config() -> Config<flext_core::HttpClassifier> {
         RetryBuilder::new()
@@ -174,7 +174,8 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        Idempotency::of(method, &h, &Extensions::new())
+        let kept = flext_core::HeaderList::of(&h);
+        Idempotency::of(method, kept.contains(&IDEMPOTENCY_KEY), &Extensions::new())
     }
 
     #[test]
@@ -198,12 +199,12 @@ mod tests {
         let mut ext = Extensions::new();
         ext.insert(RetryOverride::NotIdempotent);
         assert_eq!(
-            Idempotency::of(&Method::GET, &HeaderMap::new(), &ext),
+            Idempotency::of(&Method::GET, false, &ext),
             Idempotency::NotIdempotent
         );
         ext.insert(RetryOverride::Idempotent);
         assert_eq!(
-            Idempotency::of(&Method::POST, &HeaderMap::new(), &ext),
+            Idempotency::of(&Method::POST, false, &ext),
             Idempotency::Idempotent
         );
     }

@@ -120,9 +120,9 @@ where
                 ctx: Ctx::once(shared),
             };
         }
-        // The future is built in one go from parts made beforehand: the saved head is 224
-        // bytes, and each further move of it (into a nested struct, say) is one more copy.
-        let head = RequestHead::of(&req);
+        // The future is built in one go from parts made beforehand: each further move of a
+        // part (into a nested struct, say) is one more copy.
+        let head = RequestHead::boxed(&req);
         let (parts, body) = req.into_parts();
         let (replay, first) = Replayable::new(body, &shared.config.replay);
         let future = service.call(Request::from_parts(parts, first));
