@@ -2,9 +2,11 @@
 //! lease a request holds while it uses one.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
+use std::task::{Context, Poll, Waker};
 
 use flext_core::TransportError;
+use http::Request;
 use hyper::client::conn::http1;
 use tokio::time::Instant;
 
@@ -106,6 +108,8 @@ pub(crate) struct H1<B> {
 
 pub(crate) struct H2 {
     pub(crate) tx: http2::SendRequest,
+    /// Clones of `tx` kept one per thread slot (see [`H2::open_kept`]), made on first use.
+    senders: Box<[Sender]>,
     /// Streams this pool has open on the connection (shared with its driver, which batches
     /// writes while more than one is open).
     pub(crate) active: Arc<AtomicUsize>,
@@ -113,6 +117,60 @@ pub(crate) struct H2 {
     pub(crate) idle_since: AtomicU64,
     /// No new streams: lifetime over, or idle too long.
     pub(crate) retired: AtomicBool,
+}
+
+/// A kept clone of a connection's `SendRequest`, alone on its cache lines.
+#[repr(align(128))]
+struct Sender(Mutex<Option<http2::SendRequest>>);
+
+/// What [`H2::open_kept`] did with a request.
+pub(crate) enum KeptOpen<B> {
+    /// Opened (or refused by `h2` when opening): nothing more to wait for before sending.
+    Opened(Result<http2::Exchange<B>, TransportError>),
+    /// The connection takes no more streams (it ended, is going away, or has used up its
+    /// stream ids); the request was not sent.
+    Refused(Request<B>, h2::Error),
+    /// This thread's sender is taken, or would have to wait for a stream to open: the
+    /// request is given back, to be sent through a clone made for it, which waits.
+    Unready(Request<B>),
+}
+
+impl H2 {
+    /// Opens a stream for `req` on this thread's kept clone of the sender when it is free and
+    /// ready without waiting.
+    ///
+    /// Cloning `h2`'s `SendRequest` for each request takes the connection's stream lock
+    /// (which every task using the connection and the connection's own task take) once to
+    /// clone it and once to drop it; with two or more worker threads that lock is contended,
+    /// and each extra hold of it costs more than the rest of the send. The clone kept per
+    /// thread slot is made once.
+    pub(crate) fn open_kept<B>(&self, req: Request<B>) -> KeptOpen<B>
+    where
+        B: http_body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<flext_core::BoxError>,
+    {
+        let sender = &self.senders[flext_core::thread_slot() % self.senders.len()];
+        let mut slot = match sender.0.try_lock() {
+            Ok(slot) => slot,
+            // A panic while it was held: start from a fresh clone.
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut slot = poisoned.into_inner();
+                *slot = None;
+                sender.0.clear_poison();
+                slot
+            }
+            Err(TryLockError::WouldBlock) => return KeptOpen::Unready(req),
+        };
+        let tx = slot.get_or_insert_with(|| self.tx.clone());
+        // A no-op waker: a sender that must wait is not used here, and nothing waits on the
+        // registration.
+        match tx.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => KeptOpen::Opened(http2::open(tx, req)),
+            Poll::Ready(Err(e)) => KeptOpen::Refused(req, e),
+            Poll::Pending => KeptOpen::Unready(req),
+        }
+    }
 }
 
 impl<B: 'static> Conn<B> {
@@ -148,6 +206,9 @@ impl<B: 'static> Conn<B> {
             served: AtomicBool::new(false),
             proto: Proto::H2(H2 {
                 tx,
+                senders: (0..flext_core::thread_slots())
+                    .map(|_| Sender(Mutex::new(None)))
+                    .collect(),
                 active,
                 idle_since: AtomicU64::new(idle_since),
                 retired: AtomicBool::new(false),

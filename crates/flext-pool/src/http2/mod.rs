@@ -9,7 +9,7 @@
 //!
 //! What hyper did around `h2` and is done here instead:
 //!
-//! - [`send`]: connection-specific headers stripped, `content-length` set from an exact body
+//! - [`open`]: connection-specific headers stripped, `content-length` set from an exact body
 //!   size, the request body written under flow control in the caller's task (the rest in a
 //!   task of its own when the response comes first). `CONNECT` (a tunnel through the
 //!   connection) is refused with a typed error: the pool does not keep such streams open.
@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 pub(crate) use body::RecvBody;
 pub(crate) use driver::{Driver, run};
-pub(crate) use send::send;
+pub(crate) use send::{Exchange, open};
 
 use crate::config::Config;
 

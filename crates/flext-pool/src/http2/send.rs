@@ -15,15 +15,13 @@ use http_body::Body;
 use super::{RecvBody, SendRequest};
 use crate::error::{Message, classify_h2};
 
-/// Opens a stream on `tx` (which the caller made ready) for `req`, writes its body and
-/// waits for the response head.
+/// Opens a stream on `tx` (which the caller made ready) for `req`; the returned future writes
+/// its body and waits for the response head. Nothing here waits: `tx` is not needed once
+/// this returns.
 ///
 /// An error opening the stream says `Sent::No`; a request body that failed says
 /// [`TransportErrorKind::Other`] (the stream is reset with `CANCEL`).
-pub(crate) async fn send<B>(
-    tx: &mut SendRequest,
-    req: Request<B>,
-) -> Result<Response<RecvBody>, TransportError>
+pub(crate) fn open<B>(tx: &mut SendRequest, req: Request<B>) -> Result<Exchange<B>, TransportError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
@@ -46,10 +44,7 @@ where
         .send_request(Request::from_parts(parts, ()), end)
         .map_err(|e| classify_h2(e, Sent::No))?;
     let pipe = (!end).then(|| Pipe { body, stream });
-    let response = Exchange { response, pipe }.await?;
-    let (head, recv) = response.into_parts();
-    let body = RecvBody::new(recv, &head.headers);
-    Ok(Response::from_parts(head, body))
+    Ok(Exchange { response, pipe })
 }
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2), which HTTP/1.1 code may set.
@@ -111,7 +106,7 @@ fn has_payload_semantics(method: &Method) -> bool {
 }
 
 /// Waits for the response head while writing the request body.
-struct Exchange<B> {
+pub(crate) struct Exchange<B> {
     response: h2::client::ResponseFuture,
     pipe: Option<Pipe<B>>,
 }
@@ -122,7 +117,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<h2::RecvStream>, TransportError>;
+    type Output = Result<Response<RecvBody>, TransportError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -151,7 +146,14 @@ where
                 }
             });
         }
-        Poll::Ready(result.map_err(|e| classify_h2(e, Sent::Maybe)))
+        Poll::Ready(match result {
+            Ok(response) => {
+                let (head, recv) = response.into_parts();
+                let body = RecvBody::new(recv, &head.headers);
+                Ok(Response::from_parts(head, body))
+            }
+            Err(e) => Err(classify_h2(e, Sent::Maybe)),
+        })
     }
 }
 
