@@ -4,8 +4,9 @@
 //! which spawns one more task per request to wait for the response and hands it back through
 //! a oneshot. Three tasks and two cross-thread wake-ups per request: on two cores that was
 //! about a sixth of the pool's throughput and two thirds of its one-at-a-time latency
-//! (`docs/benchmarks.md`). Here the caller's task opens the stream itself on a clone of
-//! `h2::client::SendRequest`, and the connection's task wakes it when the response comes.
+//! (`docs/benchmarks.md`). Here the caller's task opens the stream itself on
+//! `h2::client::SendRequest` (the clone its connection keeps for the thread: see
+//! `H2::open_kept`), and the connection's task wakes it when the response comes.
 //!
 //! What hyper did around `h2` and is done here instead:
 //!
