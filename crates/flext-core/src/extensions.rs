@@ -156,7 +156,7 @@ impl Deadline {
 ///
 /// Its fields rather than `http`'s `Parts`, which can only be had from a `Request` (a default
 /// `Uri` made and dropped for every copy); the headers are kept as a [`HeaderList`], which
-/// holds a few without allocating where a cloned map allocates twice. A [`Deadline`] that is the request's only
+/// allocates once at most where a cloned map allocates twice. A [`Deadline`] that is the request's only
 /// extension (as under a total timeout) is kept apart rather than in a cloned map: cloning
 /// `http`'s extension map allocates three times (its box, its table, the value's box), and a
 /// kept head is most often never used. Read the request's deadline with
@@ -217,21 +217,6 @@ impl RequestHead {
             req.headers(),
             req.extensions(),
         )
-    }
-
-    /// As [`of`](Self::of), boxed: the headers are copied into the box rather than moved
-    /// there with the rest.
-    #[inline]
-    pub fn boxed<B>(req: &http::Request<B>) -> Box<RequestHead> {
-        let mut head = Box::new(RequestHead::copy(
-            req.method(),
-            req.uri(),
-            req.version(),
-            &http::HeaderMap::new(),
-            req.extensions(),
-        ));
-        head.headers.extend_from(req.headers());
-        head
     }
 
     /// A copy of the head in `parts`.

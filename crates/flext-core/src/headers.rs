@@ -6,16 +6,18 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
 /// How many name-value pairs a [`HeaderList`] keeps without allocating.
-const INLINE: usize = 4;
+const INLINE: usize = 1;
 
 /// A request's headers as a layer keeps them to send the request again (a retry, a redirect's
 /// next hop, auth's 401 replay): each name and value in the map's order, made into a
 /// [`HeaderMap`] again only when the request is resent.
 ///
-/// Up to four pairs are kept inline, with no allocation; more take one. A cloned `HeaderMap`
-/// takes two allocations (its entries and its index) on every call, resent or not, and most
-/// requests carry a few headers. Cloning a value copies a pointer for a static one and
-/// takes a reference for a shared one, as with the map.
+/// One pair is kept inline, with no allocation (a client's `User-Agent`, which flext-api's
+/// client adds to every request); more take one allocation. A cloned `HeaderMap` takes two
+/// (its entries and its index) on every call, resent or not. One pair rather than more keeps
+/// the list small enough to sit in a response future, which every layer above moves. Cloning
+/// a value copies a pointer for a static one and takes a reference for a shared one, as with
+/// the map.
 ///
 /// ```
 /// use flext_core::HeaderList;

@@ -72,9 +72,8 @@ pin_project! {
 pub(crate) struct Ctx<B, C> {
     pub(crate) shared: Arc<Shared<C>>,
     /// The original request's head; `None` when retries are off for this request, and once
-    /// it has finished. Boxed, with its headers inline: one allocation, and a small future
-    /// to move through the layers above.
-    pub(crate) head: Option<Box<RequestHead>>,
+    /// it has finished.
+    pub(crate) head: Option<RequestHead>,
     /// The body to send again; `None` as `head` is, or when the layer's replay memory had no
     /// room for it.
     pub(crate) replay: Option<Replayable<B>>,

@@ -122,7 +122,7 @@ where
         }
         // The future is built in one go from parts made beforehand: each further move of a
         // part (into a nested struct, say) is one more copy.
-        let head = RequestHead::boxed(&req);
+        let head = RequestHead::of(&req);
         let (parts, body) = req.into_parts();
         let (replay, first) = Replayable::new(body, &shared.config.replay);
         let future = service.call(Request::from_parts(parts, first));
