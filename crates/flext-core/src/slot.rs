@@ -1,6 +1,7 @@
 //! Per-thread slots: for state a layer keeps one copy of per thread rather than sharing one
 //! between threads (which then write the same cache lines on every call).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// This thread's slot number: threads are numbered in the order they first ask, from 0.
@@ -27,5 +28,10 @@ pub fn thread_slot() -> usize {
 /// assert!((2..=128).contains(&flext_core::thread_slots()));
 /// ```
 pub fn thread_slots() -> usize {
-    std::thread::available_parallelism().map_or(8, |n| n.get().saturating_mul(2).clamp(2, 128))
+    // Read once: `available_parallelism` reads the cgroup's CPU quota from files on Linux,
+    // and a pool asks for every connection it opens.
+    static SLOTS: OnceLock<usize> = OnceLock::new();
+    *SLOTS.get_or_init(|| {
+        std::thread::available_parallelism().map_or(8, |n| n.get().saturating_mul(2).clamp(2, 128))
+    })
 }

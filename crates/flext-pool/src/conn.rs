@@ -130,8 +130,8 @@ pub(crate) enum KeptOpen<B> {
     /// The connection takes no more streams (it ended, is going away, or has used up its
     /// stream ids); the request was not sent.
     Refused(Request<B>, h2::Error),
-    /// This thread's sender is taken, or would have to wait for a stream to open: the
-    /// request is given back, to be sent through a clone made for it, which waits.
+    /// This thread's sender is taken (a thread sharing its slot is sending): the request is
+    /// given back, to be sent through a clone made for it.
     Unready(Request<B>),
 }
 
@@ -143,7 +143,8 @@ impl H2 {
     /// (which every task using the connection and the connection's own task take) once to
     /// clone it and once to drop it; with two or more worker threads that lock is contended,
     /// and each extra hold of it costs more than the rest of the send. The clone kept per
-    /// thread slot is made once.
+    /// thread slot is made once; a `poll_ready` after the open (one hold of the lock rather
+    /// than two) checks that it keeps no stream.
     pub(crate) fn open_kept<B>(&self, req: Request<B>) -> KeptOpen<B>
     where
         B: http_body::Body + Send + Unpin + 'static,
@@ -163,10 +164,25 @@ impl H2 {
             Err(TryLockError::WouldBlock) => return KeptOpen::Unready(req),
         };
         let tx = slot.get_or_insert_with(|| self.tx.clone());
-        // A no-op waker: a sender that must wait is not used here, and nothing waits on the
-        // registration.
-        match tx.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => KeptOpen::Opened(http2::open(tx, req)),
+        let mut noop = Context::from_waker(Waker::noop());
+        // The sender never holds a stream here (see below), so this only asks whether the
+        // connection takes another stream; it registers no waker.
+        match tx.poll_ready(&mut noop) {
+            Poll::Ready(Ok(())) => {
+                let opened = http2::open(tx, req);
+                // A stream that takes the peer's last free stream slot is kept in the sender
+                // (h2's `pending`) until a later `poll_ready` sees it open. Kept there, it
+                // would hold a reference to the stream past the request (a dropped response
+                // would then not reset it, and its unread data would not be released), and
+                // the next request's `poll_ready` would take the stream's one send waker
+                // from its body writer. Such a sender goes with this request; the slot gets
+                // a fresh clone next time. (The no-op registration this makes on the new
+                // stream is replaced by its body writer's first poll.)
+                if tx.poll_ready(&mut noop).is_pending() {
+                    *slot = None;
+                }
+                KeptOpen::Opened(opened)
+            }
             Poll::Ready(Err(e)) => KeptOpen::Refused(req, e),
             Poll::Pending => KeptOpen::Unready(req),
         }

@@ -1,7 +1,7 @@
 //! The HTTP/2 wire as flext-pool drives h2, over real sockets to an h2 server that checks
 //! what arrives: request bodies under flow control and their trailers, an answer that comes
 //! before the body ends, a body that fails, headers HTTP/2 forbids, response trailers, a
-//! `HEAD` answer, and the adaptive window.
+//! `HEAD` answer, the adaptive window, and a response dropped at the server's stream limit.
 
 #[allow(dead_code)]
 #[path = "pool/common.rs"]
@@ -522,4 +522,69 @@ async fn connect_over_http2_is_refused_before_anything_is_sent() {
     assert_eq!(err.sent(), Sent::No);
     assert!(format!("{err:?}").contains("CONNECT"), "{err:?}");
     assert_eq!(streams.load(Ordering::SeqCst), 0);
+}
+
+/// A stream that took the server's last free stream slot is not kept past its request (h2
+/// keeps such a stream in the sender that opened it until that sender is polled again): its
+/// response, dropped half read, resets the stream, and the next request, from another thread,
+/// gets the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_dropped_at_the_stream_limit_resets_its_stream_and_frees_the_slot() {
+    let (reset_tx, reset_rx) = oneshot::channel::<()>();
+    let reset_tx = Arc::new(std::sync::Mutex::new(Some(reset_tx)));
+    let mut builder = h2::server::Builder::new();
+    builder.max_concurrent_streams(1);
+    let uri = h2_server_with(builder, move |mut conn| {
+        let reset_tx = reset_tx.clone();
+        async move {
+            while let Some(Ok((req, mut tx))) = conn.accept().await {
+                let reset_tx = reset_tx.clone();
+                tokio::spawn(async move {
+                    if req.uri().path() != "/big" {
+                        return respond(&mut tx, StatusCode::OK, "ok");
+                    }
+                    // One chunk, then nothing until the client resets the stream.
+                    let response = Response::new(());
+                    let mut stream = tx.send_response(response, false)?;
+                    stream.send_data(Bytes::from(vec![b'x'; 1024]), false)?;
+                    let reason = std::future::poll_fn(|cx| stream.poll_reset(cx)).await?;
+                    if let Some(reset_tx) = reset_tx.lock().unwrap().take() {
+                        let _ = reset_tx.send(());
+                    }
+                    tracing::debug!(?reason, "reset");
+                    Ok(())
+                });
+            }
+        }
+    })
+    .await;
+    let pool = client();
+    let big: http::Uri = format!("{uri}big").parse().unwrap();
+    let small: http::Uri = format!("{uri}small").parse().unwrap();
+
+    let resp = pool
+        .clone()
+        .oneshot(request(Method::GET, &big, Frames::new(vec![])))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    assert!(body.frame().await.is_some(), "the first chunk arrives");
+    drop(body);
+    tokio::time::timeout(Duration::from_secs(10), reset_rx)
+        .await
+        .expect("the server saw no reset of the dropped response's stream")
+        .unwrap();
+
+    let handle = tokio::runtime::Handle::current();
+    let next = tokio::task::spawn_blocking(move || {
+        handle.block_on(tokio::time::timeout(
+            Duration::from_secs(10),
+            pool.oneshot(request(Method::GET, &small, Frames::new(vec![]))),
+        ))
+    })
+    .await
+    .unwrap()
+    .expect("the next request waited for a stream slot that was never freed")
+    .unwrap();
+    assert_eq!(next.status(), StatusCode::OK);
 }
