@@ -108,16 +108,16 @@ impl HeaderList {
         self.pairs.push((name, value));
     }
 
-    /// Adds a value of `name`, after any it has (as [`HeaderMap::append`]).
-    pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
-        self.pairs.push((name, value));
-    }
-
     /// The headers as a map again: the same names, each with its values in the same order.
+    ///
+    /// A map holds at most 32,768 distinct names; a list made from a map never holds more,
+    /// and one grown past that with [`insert`](Self::insert) keeps the names that fit rather
+    /// than panic as [`HeaderMap::insert`] would.
     pub fn to_map(&self) -> HeaderMap {
         let mut map = self.empty_map();
         for (name, value) in &self.pairs {
-            map.append(name.clone(), value.clone());
+            // Fails only past the map's limit (see above).
+            let _ = map.try_append(name.clone(), value.clone());
         }
         map
     }
@@ -126,7 +126,8 @@ impl HeaderList {
     pub fn into_map(self) -> HeaderMap {
         let mut map = self.empty_map();
         for (name, value) in self.pairs {
-            map.append(name, value);
+            // Fails only past the map's limit (see `to_map`).
+            let _ = map.try_append(name, value);
         }
         map
     }
