@@ -97,17 +97,15 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> RedirectFuture<S> {
-        let mut head = Box::new(Head {
+        let head = Box::new(Head {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            headers: HeaderList::new(),
+            headers: HeaderList::of(req.headers()),
             body: req.body().try_clone(),
             left: self.max,
             left_origin: false,
         });
-        // Filled in the box: a finished list moved there would be copied.
-        head.headers.extend_from(req.headers());
         RedirectFuture {
             future: Hop::First {
                 future: self.inner.call(req),

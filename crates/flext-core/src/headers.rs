@@ -51,22 +51,14 @@ impl HeaderList {
 
     /// A copy of `headers`: every value of every name, in the map's order.
     pub fn of(headers: &HeaderMap) -> HeaderList {
-        let mut list = HeaderList::new();
-        list.extend_from(headers);
-        list
-    }
-
-    /// Adds a copy of every value of every name in `headers`, in the map's order, after the
-    /// pairs already here. Filling a list where it is to stay (in a boxed head, say) spares
-    /// the copy of the inline pairs that moving a finished list there makes.
-    pub fn extend_from(&mut self, headers: &HeaderMap) {
-        if headers.is_empty() {
-            return;
+        let mut pairs = SmallVec::new();
+        if !headers.is_empty() {
+            pairs.reserve(headers.len());
+            for (name, value) in headers {
+                pairs.push((name.clone(), value.clone()));
+            }
         }
-        self.pairs.reserve(headers.len());
-        for (name, value) in headers {
-            self.pairs.push((name.clone(), value.clone()));
-        }
+        HeaderList { pairs }
     }
 
     /// The number of name-value pairs (a name with two values counts twice).
@@ -87,11 +79,6 @@ impl HeaderList {
     /// The first value of `name`.
     pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
         self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    /// The pairs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.pairs.iter().map(|(n, v)| (n, v))
     }
 
     /// Removes every value of `name`; says whether there was one.
@@ -140,12 +127,6 @@ impl HeaderList {
         // `with_capacity` panics past the map's limit of entries, which a count of values
         // could pass; the map grows past the bound as it needs to.
         HeaderMap::with_capacity(self.pairs.len().min(1024))
-    }
-}
-
-impl From<&HeaderMap> for HeaderList {
-    fn from(headers: &HeaderMap) -> HeaderList {
-        HeaderList::of(headers)
     }
 }
 

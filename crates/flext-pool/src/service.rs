@@ -305,98 +305,101 @@ where
     let deadline = Deadline::of(&req);
     let mut retried = false;
     let mut stale = 0;
-    'send: loop {
+    loop {
         let lease = pool.acquire(deadline).await?;
         let served = &lease.conn().served;
         let reused = served.load(Ordering::Relaxed) || served.swap(true, Ordering::Relaxed);
         let is_h2 = lease.conn().h2().is_some();
-        let result = 'attempt: {
-            match &lease.conn().proto {
-                Proto::H1(_) => {
-                    let Some(mut tx) = lease.conn().take_h1_tx() else {
-                        drop(lease.into_conn());
-                        continue 'send;
-                    };
-                    if poll_fn(|cx| tx.poll_ready(cx)).await.is_err() {
-                        // Closed while idle: detected before use, nothing was sent.
-                        drop(tx);
-                        drop(lease.into_conn());
-                        stale += 1;
-                        if stale > MAX_STALE {
-                            return Err(Error::request(
-                                &pool.origin,
-                                flext_core::TransportError::new(
-                                    flext_core::TransportErrorKind::Reset,
-                                    Sent::No,
-                                    Some(Box::new(crate::error::Message(
-                                        "every pooled connection was found closed",
-                                    ))),
-                                ),
-                            ));
-                        }
-                        continue 'send;
+        let result = match &lease.conn().proto {
+            Proto::H1(_) => {
+                let Some(mut tx) = lease.conn().take_h1_tx() else {
+                    drop(lease.into_conn());
+                    continue;
+                };
+                if poll_fn(|cx| tx.poll_ready(cx)).await.is_err() {
+                    // Closed while idle: detected before use, nothing was sent.
+                    drop(tx);
+                    drop(lease.into_conn());
+                    stale += 1;
+                    if stale > MAX_STALE {
+                        return Err(Error::request(
+                            &pool.origin,
+                            flext_core::TransportError::new(
+                                flext_core::TransportErrorKind::Reset,
+                                Sent::No,
+                                Some(Box::new(crate::error::Message(
+                                    "every pooled connection was found closed",
+                                ))),
+                            ),
+                        ));
                     }
-                    prepare_h1(&mut req, &pool);
-                    let result = tx.try_send_request(req).await;
-                    let conn = lease.into_conn();
-                    match result {
-                        Ok(resp) => {
-                            conn.put_h1_tx(tx);
-                            let reuse = keeps_alive(&resp);
-                            let resp = resp.map(BodyInner::H1);
-                            return Ok(wrap(resp, conn, reuse, reused, &pool));
-                        }
-                        Err(mut e) => {
-                            drop(tx);
-                            let unsent = e.take_message();
-                            let (reason, sent) = if unsent.is_some() {
-                                (CloseReason::Peer, Sent::No)
-                            } else {
-                                (CloseReason::Error, Sent::Maybe)
-                            };
-                            pool.release_h1(conn, Release::Close(reason));
-                            (unsent, classify_hyper(e.into_error(), sent), None)
-                        }
+                    continue;
+                }
+                prepare_h1(&mut req, &pool);
+                let result = tx.try_send_request(req).await;
+                let conn = lease.into_conn();
+                match result {
+                    Ok(resp) => {
+                        conn.put_h1_tx(tx);
+                        let reuse = keeps_alive(&resp);
+                        let resp = resp.map(BodyInner::H1);
+                        return Ok(wrap(resp, conn, reuse, reused, &pool));
+                    }
+                    Err(mut e) => {
+                        drop(tx);
+                        let unsent = e.take_message();
+                        let (reason, sent) = if unsent.is_some() {
+                            (CloseReason::Peer, Sent::No)
+                        } else {
+                            (CloseReason::Error, Sent::Maybe)
+                        };
+                        pool.release_h1(conn, Release::Close(reason));
+                        (unsent, classify_hyper(e.into_error(), sent), None)
                     }
                 }
-                Proto::H2(h2) => {
-                    let opened = match h2.open_kept(req) {
-                        KeptOpen::Opened(opened) => Ok(opened),
-                        KeptOpen::Refused(req, e) => Err((req, e)),
-                        KeptOpen::Unready(req) => {
-                            let mut tx = h2.tx.clone();
-                            match poll_fn(|cx| tx.poll_ready(cx)).await {
-                                Ok(()) => Ok(http2::open(&mut tx, req)),
-                                Err(e) => Err((req, e)),
+            }
+            Proto::H2(h2) => {
+                let opened = match h2.open_kept(req) {
+                    KeptOpen::Opened(opened) => Ok(opened),
+                    KeptOpen::Refused(req, e) => Err((req, e)),
+                    KeptOpen::Unready(req) => {
+                        let mut tx = h2.tx.clone();
+                        match poll_fn(|cx| tx.poll_ready(cx)).await {
+                            Ok(()) => Ok(http2::open(&mut tx, req)),
+                            Err(e) => Err((req, e)),
+                        }
+                    }
+                };
+                match opened {
+                    Err((req, e)) => {
+                        // The connection ended, is going away or can open no more streams
+                        // (its stream ids are used up): the request is still here, and the
+                        // connection takes no more.
+                        let link = lease.conn().link.clone();
+                        if !link.goaway() {
+                            link.set_close_reason(CloseReason::Error);
+                        }
+                        h2.retired.store(true, Ordering::Release);
+                        drop(lease);
+                        (Some(req), classify_h2(e, Sent::No), Some(link))
+                    }
+                    Ok(opened) => {
+                        let sent = match opened {
+                            Ok(exchange) => exchange.await,
+                            Err(e) => Err(e),
+                        };
+                        match sent {
+                            Ok(resp) => {
+                                let resp = resp.map(BodyInner::H2);
+                                return Ok(wrap(resp, lease.into_conn(), true, reused, &pool));
                             }
-                        }
-                    };
-                    let sent = match opened {
-                        Err((req, e)) => {
-                            // The connection ended, is going away or can open no more streams
-                            // (its stream ids are used up): the request is still here, and the
-                            // connection takes no more.
-                            let link = lease.conn().link.clone();
-                            if !link.goaway() {
-                                link.set_close_reason(CloseReason::Error);
+                            Err(e) => {
+                                // Kept to tell whether the server was closing the
+                                // connection gracefully.
+                                let link = lease.conn().link.clone();
+                                drop(lease);
+                                (None, e, Some(link))
                             }
-                            h2.retired.store(true, Ordering::Release);
-                            drop(lease);
-                            break 'attempt (Some(req), classify_h2(e, Sent::No), Some(link));
-                        }
-                        Ok(Ok(exchange)) => exchange.await,
-                        Ok(Err(e)) => Err(e),
-                    };
-                    match sent {
-                        Ok(resp) => {
-                            let resp = resp.map(BodyInner::H2);
-                            return Ok(wrap(resp, lease.into_conn(), true, reused, &pool));
-                        }
-                        Err(e) => {
-                            // Kept to tell whether the server was closing the connection gracefully.
-                            let link = lease.conn().link.clone();
-                            drop(lease);
-                            (None, e, Some(link))
                         }
                     }
                 }
